@@ -1,0 +1,9 @@
+//! The cache's logic, kept apart from I/O so it can be tested without a network:
+//! which key a request maps to ([`key`]), how a response is stored ([`entry`]),
+//! what may be stored ([`policy`]), and how concurrent misses share one origin
+//! request ([`coalesce`]).
+
+pub mod coalesce;
+pub mod entry;
+pub mod key;
+pub mod policy;

@@ -1,0 +1,213 @@
+//! api-cache's environment variables. Each field's comment names its variable,
+//! its default and what it is for; the README's table is kept in step with it.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use service_kit::ConfigError;
+use service_kit::config::{from_env, non_empty};
+
+pub const DEFAULT_PORT: u16 = 8080;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// `API_CACHE_PORT`: the port api-cache listens on. Default 8080.
+    #[serde(default = "default_port")]
+    pub api_cache_port: u16,
+    /// `BACKEND_HOST`: where api-rest runs. Default `api-rest`.
+    #[serde(default = "default_backend_host")]
+    pub backend_host: String,
+    /// `BACKEND_PORT`: api-rest's port. Default 5000.
+    #[serde(default = "default_backend_port")]
+    pub backend_port: u16,
+    /// `BACKEND_CONNECT_TIMEOUT_MS`: giving up connecting to api-rest (then 502). Default 1000.
+    #[serde(default = "default_backend_connect_timeout")]
+    pub backend_connect_timeout_ms: u64,
+    /// `BACKEND_TIMEOUT_MS`: waiting for api-rest's response headers (then 504), and
+    /// the longest pause while reading its body. Default 10000.
+    #[serde(default = "default_backend_timeout")]
+    pub backend_timeout_ms: u64,
+    /// `REDIS_HOST`: the Redis server. Default `redis`.
+    #[serde(default = "default_redis_host")]
+    pub redis_host: String,
+    /// `REDIS_PORT`: its port. Default 6379.
+    #[serde(default = "default_redis_port")]
+    pub redis_port: u16,
+    /// `REDIS_USERNAME`: an ACL user name. Optional (Redis' `default` user).
+    #[serde(default)]
+    pub redis_username: Option<String>,
+    /// `REDIS_PASSWORD`: sent with AUTH. Optional; empty means none.
+    #[serde(default)]
+    pub redis_password: Option<SecretString>,
+    /// `REDIS_DB`: the database number. Default 0.
+    #[serde(default)]
+    pub redis_db: i64,
+    /// `REDIS_TIMEOUT_MS`: the longest one Redis operation may take before the
+    /// request is answered without the cache (`X-Cache: BYPASS`). Default 250.
+    #[serde(default = "default_redis_timeout")]
+    pub redis_timeout_ms: u64,
+    /// `CACHE_TTL_SECONDS`: how long a response is kept. Default 30; 0 stores nothing.
+    #[serde(default = "default_ttl")]
+    pub cache_ttl_seconds: u64,
+    /// `CACHE_KEY_PREFIX`: the prefix of every Redis key (`<prefix>:<digest>`). Default `api-cache`.
+    #[serde(default = "default_prefix")]
+    pub cache_key_prefix: String,
+    /// `CACHE_MAX_BODY_BYTES`: larger responses are passed through but not stored. Default 16 MiB.
+    #[serde(default = "default_max_body")]
+    pub cache_max_body_bytes: usize,
+    /// `CACHE_COALESCE_WAIT_MS`: how long a request waits for a concurrent identical
+    /// miss before fetching on its own. Default 10000.
+    #[serde(default = "default_coalesce_wait")]
+    pub cache_coalesce_wait_ms: u64,
+    /// `CACHE_COALESCE_MAX_WAITERS`: requests that may wait for one key; later ones
+    /// fetch on their own. Default 10000.
+    #[serde(default = "default_coalesce_max_waiters")]
+    pub cache_coalesce_max_waiters: usize,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+fn default_backend_host() -> String {
+    "api-rest".into()
+}
+fn default_backend_port() -> u16 {
+    5000
+}
+fn default_backend_connect_timeout() -> u64 {
+    1000
+}
+fn default_backend_timeout() -> u64 {
+    10_000
+}
+fn default_redis_host() -> String {
+    "redis".into()
+}
+fn default_redis_port() -> u16 {
+    6379
+}
+fn default_redis_timeout() -> u64 {
+    250
+}
+fn default_ttl() -> u64 {
+    30
+}
+fn default_prefix() -> String {
+    "api-cache".into()
+}
+fn default_max_body() -> usize {
+    16 * 1024 * 1024
+}
+fn default_coalesce_wait() -> u64 {
+    10_000
+}
+fn default_coalesce_max_waiters() -> usize {
+    10_000
+}
+
+impl Config {
+    /// Reads and checks the variables; the error names the first bad one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        from_env::<Self>()?.validate()
+    }
+
+    pub fn validate(mut self) -> Result<Self, ConfigError> {
+        use secrecy::ExposeSecret;
+        self.redis_username = non_empty(self.redis_username.take());
+        if self
+            .redis_password
+            .as_ref()
+            .is_some_and(|p| p.expose_secret().is_empty())
+        {
+            self.redis_password = None;
+        }
+        for (name, value) in [
+            ("BACKEND_HOST", &self.backend_host),
+            ("REDIS_HOST", &self.redis_host),
+            ("CACHE_KEY_PREFIX", &self.cache_key_prefix),
+        ] {
+            if value.is_empty() {
+                return Err(ConfigError::invalid(name, "must not be empty"));
+            }
+        }
+        for (name, value) in [
+            ("REDIS_TIMEOUT_MS", self.redis_timeout_ms),
+            ("BACKEND_TIMEOUT_MS", self.backend_timeout_ms),
+            (
+                "BACKEND_CONNECT_TIMEOUT_MS",
+                self.backend_connect_timeout_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(name, "must be at least 1"));
+            }
+        }
+        Ok(self)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+    pub fn backend_timeout(&self) -> Duration {
+        Duration::from_millis(self.backend_timeout_ms)
+    }
+    pub fn backend_connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.backend_connect_timeout_ms)
+    }
+    pub fn coalesce_wait(&self) -> Duration {
+        Duration::from_millis(self.cache_coalesce_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use service_kit::config::from_vars;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        from_vars::<Config, _>(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )?
+        .validate()
+    }
+
+    #[test]
+    fn defaults_match_the_original_design() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.api_cache_port, 8080);
+        assert_eq!(
+            (config.backend_host.as_str(), config.backend_port),
+            ("api-rest", 5000)
+        );
+        assert_eq!(
+            (config.redis_host.as_str(), config.redis_port),
+            ("redis", 6379)
+        );
+        assert_eq!(config.cache_ttl_seconds, 30);
+        assert!(config.redis_password.is_none());
+    }
+
+    #[test]
+    fn an_empty_password_means_none_and_a_set_one_is_not_printed() {
+        assert!(
+            load(&[("REDIS_PASSWORD", "")])
+                .unwrap()
+                .redis_password
+                .is_none()
+        );
+        let config = load(&[("REDIS_PASSWORD", "s3cr3t-value")]).unwrap();
+        assert!(config.redis_password.is_some());
+        assert!(!format!("{config:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn malformed_values_are_named() {
+        let error = load(&[("CACHE_TTL_SECONDS", "-1")]).unwrap_err();
+        assert!(error.to_string().contains("CACHE_TTL_SECONDS"), "{error}");
+        let error = load(&[("REDIS_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(error.to_string().contains("REDIS_TIMEOUT_MS"), "{error}");
+    }
+}

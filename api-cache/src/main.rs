@@ -1,0 +1,39 @@
+//! api-cache: reads the configuration, starts the server, stops on SIGTERM.
+
+use std::process::ExitCode;
+
+use api_cache::{Application, Config};
+use service_kit::{RuntimeConfig, healthcheck, lifecycle, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if let Some(code) =
+        healthcheck::run_if_requested("API_CACHE_PORT", api_cache::config::DEFAULT_PORT)
+    {
+        return code;
+    }
+    let (config, runtime) =
+        match Config::from_env().and_then(|c| Ok((c, RuntimeConfig::from_env()?))) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                eprintln!("api-cache: {error}");
+                return ExitCode::from(2);
+            }
+        };
+    telemetry::init_tracing(&runtime.log_format);
+    let app = match Application::build(config, runtime).await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(%error, "api-cache cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(port = app.port(), "api-cache listening");
+    match app.run_until_stopped(lifecycle::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "api-cache stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The origin (api-rest), reached with reqwest.
+//!
+//! A response body is read into memory up to `CACHE_MAX_BODY_BYTES` so it can be
+//! stored and shared; a larger one is handed back as a stream (the part already
+//! read, then the rest) and passed through without being stored.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt, stream};
+use http::{HeaderMap, HeaderName, StatusCode, header};
+
+use crate::cache::key::NormalizedTarget;
+use crate::config::Config;
+
+/// Request headers passed to the origin; the rest stay at the edge.
+const FORWARDED_REQUEST_HEADERS: &[HeaderName] =
+    &[header::ACCEPT, header::ACCEPT_LANGUAGE, header::USER_AGENT];
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum OriginError {
+    #[error("the origin cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("the origin did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the origin's response broke off: {0}")]
+    Broken(String),
+}
+
+/// An origin response with its body either complete or still streaming.
+#[derive(Debug)]
+pub struct OriginResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: OriginBody,
+}
+
+#[derive(Debug)]
+pub enum OriginBody {
+    Complete(Bytes),
+    /// Larger than the limit: what was read, and the live response for the rest.
+    TooLarge {
+        head: Bytes,
+        rest: reqwest::Response,
+    },
+}
+
+impl OriginBody {
+    /// The whole body as a stream of chunks.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, reqwest::Error>> + Send {
+        match self {
+            Self::Complete(bytes) => stream::once(async { Ok(bytes) }).left_stream(),
+            Self::TooLarge { head, rest } => stream::once(async { Ok(head) })
+                .chain(rest.bytes_stream())
+                .right_stream(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Origin {
+    client: reqwest::Client,
+    base_url: String,
+    timeout: Duration,
+    max_body_bytes: usize,
+}
+
+impl Origin {
+    pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.backend_connect_timeout())
+            .read_timeout(config.backend_timeout())
+            .pool_idle_timeout(Duration::from_secs(60))
+            // api-rest is reached directly, never through a proxy from the environment.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            client,
+            base_url: format!("http://{}:{}", config.backend_host, config.backend_port),
+            timeout: config.backend_timeout(),
+            max_body_bytes: config.cache_max_body_bytes,
+        })
+    }
+
+    /// `GET`s the target, passing on the client's headers worth passing.
+    pub async fn get(
+        &self,
+        target: &NormalizedTarget,
+        client_headers: &HeaderMap,
+    ) -> Result<OriginResponse, OriginError> {
+        let mut request = self
+            .client
+            .get(format!("{}{}", self.base_url, target.as_str()));
+        for name in FORWARDED_REQUEST_HEADERS {
+            for value in client_headers.get_all(name) {
+                request = request.header(name, value);
+            }
+        }
+        if let Some(id) = client_headers.get("x-request-id") {
+            request = request.header("x-request-id", id);
+        }
+        let mut response = match tokio::time::timeout(self.timeout, request.send()).await {
+            Err(_elapsed) => return Err(OriginError::Timeout(self.timeout)),
+            Ok(Err(error)) if error.is_timeout() => return Err(OriginError::Timeout(self.timeout)),
+            Ok(Err(error)) => return Err(OriginError::Unreachable(describe(&error))),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        let declared_too_large = response
+            .content_length()
+            .is_some_and(|length| length > self.max_body_bytes as u64);
+        if declared_too_large {
+            return Ok(OriginResponse {
+                status,
+                headers,
+                body: OriginBody::TooLarge {
+                    head: Bytes::new(),
+                    rest: response,
+                },
+            });
+        }
+        let mut buffer = BytesMut::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    buffer.extend_from_slice(&chunk);
+                    if buffer.len() > self.max_body_bytes {
+                        let head = buffer.freeze();
+                        return Ok(OriginResponse {
+                            status,
+                            headers,
+                            body: OriginBody::TooLarge {
+                                head,
+                                rest: response,
+                            },
+                        });
+                    }
+                }
+                Ok(None) => break,
+                Err(error) if error.is_timeout() => return Err(OriginError::Timeout(self.timeout)),
+                Err(error) => return Err(OriginError::Broken(describe(&error))),
+            }
+        }
+        Ok(OriginResponse {
+            status,
+            headers,
+            body: OriginBody::Complete(buffer.freeze()),
+        })
+    }
+}
+
+/// The error with its causes, on one line.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

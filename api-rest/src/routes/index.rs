@@ -1,0 +1,31 @@
+//! `GET /`: what this service is and what it serves.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+use crate::query::MAX_STATIONS;
+
+pub(super) async fn describe() -> Json<Value> {
+    Json(json!({
+        "name": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": env!("CARGO_PKG_DESCRIPTION"),
+        "endpoints": [
+            {
+                "path": "/air_quality",
+                "methods": ["GET", "HEAD"],
+                "description": "Measurements as a JSON array ordered by time_instant, then id_entity; streamed.",
+                "parameters": {
+                    "id_entity": format!("a station id, or up to {MAX_STATIONS} comma-separated"),
+                    "from": "ISO 8601 date or date-time, inclusive (UTC unless an offset is given)",
+                    "to": "ISO 8601 date or date-time, exclusive",
+                    "order": "asc (default) or desc",
+                    "limit": "1 to QUERY_MAX_LIMIT rows"
+                }
+            },
+            { "path": "/healthz", "methods": ["GET"], "description": "liveness, no I/O" },
+            { "path": "/readyz", "methods": ["GET"], "description": "readiness: 200 when the database answers" },
+            { "path": "/metrics", "methods": ["GET"], "description": "Prometheus metrics" }
+        ]
+    }))
+}

@@ -1,0 +1,158 @@
+//! PostgreSQL access: the pool, the measurement query, the readiness probe.
+//!
+//! The pool connects lazily, so api-rest starts (and reports not-ready) while the
+//! database is down, and reconnects by itself when it returns: every connection
+//! is checked before use and broken ones are replaced.
+
+use std::time::Duration;
+
+use futures_util::{Stream, TryStreamExt};
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use crate::config::Config;
+use crate::measurement::{COLUMNS, Measurement};
+use crate::query::{MeasurementQuery, Order};
+use service_kit::ConfigError;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Builds the pool without connecting.
+    pub fn connect_lazy(config: &Config) -> Result<Self, ConfigError> {
+        let statement_timeout = format!("{}s", config.postgres_statement_timeout_seconds);
+        let mut options = PgConnectOptions::new_without_pgpass()
+            .host(&config.postgres_host)
+            .port(config.postgres_port)
+            .database(&config.postgres_db)
+            .username(&config.postgres_api_user)
+            .password(
+                config
+                    .postgres_api_password
+                    .as_ref()
+                    .map(ExposeSecret::expose_secret)
+                    .unwrap_or_default(),
+            )
+            .ssl_mode(config.ssl_mode()?)
+            .application_name("api-rest")
+            // The table is addressed unqualified; the schema is configuration.
+            .options([
+                ("search_path", config.postgres_api_schema.as_str()),
+                ("statement_timeout", statement_timeout.as_str()),
+            ]);
+        if let Some(root_cert) = &config.postgres_sslrootcert {
+            options = options.ssl_root_cert(root_cert);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(config.postgres_pool_max_connections)
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout())
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// The measurements matching `query`, read from the database as the caller
+    /// consumes them (never all in memory). Ordered by time, then station.
+    pub fn measurements(
+        &self,
+        query: MeasurementQuery,
+    ) -> impl Stream<Item = Result<Measurement, sqlx::Error>> + Send + 'static {
+        let pool = self.pool.clone();
+        async_stream::try_stream! {
+            let mut sql = select(&query);
+            let mut rows = sql.build_query_as::<Measurement>().fetch(&pool);
+            while let Some(row) = rows.try_next().await? {
+                yield row;
+            }
+        }
+    }
+
+    /// Succeeds when the database answers a read of the table within `timeout`:
+    /// that proves the server, the credentials, the schema and the grant.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), sqlx::Error> {
+        let probe = sqlx::query("SELECT 1 FROM air_quality_measurements LIMIT 1")
+            .fetch_optional(&self.pool);
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(result) => result.map(drop),
+            Err(_elapsed) => Err(sqlx::Error::PoolTimedOut),
+        }
+    }
+
+    /// Closes every connection; waits for checked-out ones to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `SELECT ... WHERE ... ORDER BY ... LIMIT ...` with every value bound as a parameter.
+fn select(query: &MeasurementQuery) -> QueryBuilder<Postgres> {
+    let mut sql = QueryBuilder::new(format!("SELECT {COLUMNS} FROM air_quality_measurements"));
+    let mut glue = " WHERE ";
+    if !query.stations.is_empty() {
+        sql.push(glue)
+            .push("id_entity = ANY(")
+            .push_bind(query.stations.clone())
+            .push(")");
+        glue = " AND ";
+    }
+    if let Some(from) = query.from {
+        sql.push(glue).push("time_instant >= ").push_bind(from);
+        glue = " AND ";
+    }
+    if let Some(to) = query.to {
+        sql.push(glue).push("time_instant < ").push_bind(to);
+    }
+    sql.push(match query.order {
+        Order::Asc => " ORDER BY time_instant ASC, id_entity ASC",
+        Order::Desc => " ORDER BY time_instant DESC, id_entity DESC",
+    });
+    if let Some(limit) = query.limit {
+        // `limit` is at most QUERY_MAX_LIMIT, far below i64::MAX.
+        sql.push(" LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_bare_query_has_no_filter_and_the_default_order() {
+        let sql = select(&MeasurementQuery::default()).into_string();
+        assert_eq!(
+            sql,
+            format!(
+                "SELECT {COLUMNS} FROM air_quality_measurements ORDER BY time_instant ASC, id_entity ASC"
+            )
+        );
+    }
+
+    #[test]
+    fn filters_are_bound_parameters() {
+        let query = MeasurementQuery {
+            stations: vec!["aq_jaen".into()],
+            from: Some(datetime!(2016-10-01 0:00)),
+            to: Some(datetime!(2016-10-02 0:00)),
+            order: Order::Desc,
+            limit: Some(3),
+        };
+        let sql = select(&query).into_string();
+        assert!(
+            sql.ends_with(
+                "WHERE id_entity = ANY($1) AND time_instant >= $2 AND time_instant < $3 \
+             ORDER BY time_instant DESC, id_entity DESC LIMIT $4"
+            ),
+            "{sql}"
+        );
+        assert!(!sql.contains("aq_jaen"));
+    }
+}

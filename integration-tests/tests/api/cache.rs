@@ -1,0 +1,290 @@
+//! api-cache in front of api-rest, with real Redis.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use integration_tests::apps::{Stack, cache_env, spawn_cache, spawn_rest, vars};
+use integration_tests::process::free_port;
+use integration_tests::{PostgresServer, RedisServer, eventually};
+use redis::AsyncCommands;
+use serde_json::Value;
+
+fn x_cache(response: &reqwest::Response) -> String {
+    response.headers()["x-cache"].to_str().unwrap().to_owned()
+}
+
+async fn get(stack: &Stack, path: &str) -> (String, reqwest::header::HeaderMap, bytes::Bytes) {
+    let response = stack.cache.get(path).await;
+    assert_eq!(response.status(), 200, "{path}");
+    let cache = x_cache(&response);
+    let headers = response.headers().clone();
+    (cache, headers, response.bytes().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_original_scenario_miss_then_hit_then_miss_after_the_ttl() {
+    let stack = Stack::spawn(&[("CACHE_TTL_SECONDS", "1")]).await;
+
+    let (first, headers, body) = get(&stack, "/air_quality").await;
+    assert_eq!(first, "MISS");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(stack.backend_requests().await, 1.0);
+
+    let (second, headers, cached) = get(&stack, "/air_quality").await;
+    assert_eq!(second, "HIT");
+    assert_eq!(cached, body, "a hit returns the identical body");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(headers["age"].to_str().unwrap().parse::<u64>().unwrap() <= 1);
+    assert_eq!(
+        stack.backend_requests().await,
+        1.0,
+        "a hit does not reach api-rest"
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&cached).unwrap();
+    assert!(rows.len() > 8000);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (third, _, _) = get(&stack, "/air_quality").await;
+    assert_eq!(third, "MISS", "the entry expired after CACHE_TTL_SECONDS");
+    assert_eq!(stack.backend_requests().await, 2.0);
+}
+
+#[tokio::test]
+async fn entries_are_stored_under_a_prefixed_stable_digest_with_the_ttl() {
+    let stack = Stack::spawn(&[
+        ("CACHE_KEY_PREFIX", "ttl-check"),
+        ("CACHE_TTL_SECONDS", "30"),
+    ])
+    .await;
+    get(&stack, "/air_quality?limit=3").await;
+    let mut redis = RedisServer::shared().client().await;
+    let keys: Vec<String> = redis.keys("ttl-check:*").await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let digest = keys[0].strip_prefix("ttl-check:").unwrap();
+    assert_eq!(digest.len(), 32);
+    assert!(digest.chars().all(|c| c.is_ascii_hexdigit()));
+    let ttl: i64 = redis.ttl(&keys[0]).await.unwrap();
+    assert!((1..=30).contains(&ttl), "TTL {ttl}");
+}
+
+#[tokio::test]
+async fn reordered_query_parameters_share_one_entry() {
+    let stack = Stack::spawn(&[]).await;
+    let (first, _, a) = get(&stack, "/air_quality?limit=5&order=desc").await;
+    let (second, _, b) = get(&stack, "/air_quality?order=desc&limit=5").await;
+    assert_eq!((first.as_str(), second.as_str()), ("MISS", "HIT"));
+    assert_eq!(a, b);
+    let (other, _, _) = get(&stack, "/air_quality?order=desc&limit=6").await;
+    assert_eq!(other, "MISS");
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_misses_make_one_backend_request() {
+    let stack = Stack::spawn(&[]).await;
+    let requests = (0..100).map(|_| stack.cache.get("/air_quality"));
+    let responses = join_all(requests).await;
+    let mut bodies = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), 200);
+        assert_ne!(x_cache(&response), "BYPASS");
+        bodies.push(response.bytes().await.unwrap());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(stack.backend_requests().await, 1.0);
+    let collapsed = stack
+        .cache
+        .metric("api_cache_requests_total", &[("outcome", "collapsed")])
+        .await;
+    let hits = stack
+        .cache
+        .metric("api_cache_requests_total", &[("outcome", "hit")])
+        .await;
+    assert_eq!(collapsed + hits, 99.0);
+}
+
+#[tokio::test]
+async fn errors_are_passed_through_and_never_stored() {
+    let stack = Stack::spawn(&[]).await;
+    for _ in 0..2 {
+        let response = stack.cache.get("/air_quality?limit=0").await;
+        assert_eq!(response.status(), 400);
+        assert_eq!(x_cache(&response), "MISS");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["invalid_params"][0]["name"], "limit");
+    }
+    assert_eq!(stack.backend_requests().await, 2.0);
+    let response = stack.cache.get("/no/such/path").await;
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn a_body_over_the_size_limit_is_passed_through_but_not_stored() {
+    let stack = Stack::spawn(&[
+        ("CACHE_MAX_BODY_BYTES", "10000"),
+        ("CACHE_KEY_PREFIX", "too-large"),
+    ])
+    .await;
+    for _ in 0..2 {
+        let (cache, _, body) = get(&stack, "/air_quality").await;
+        assert_eq!(cache, "MISS");
+        let rows: Vec<Value> = serde_json::from_slice(&body).expect("the whole body arrives");
+        assert!(rows.len() > 8000);
+    }
+    assert_eq!(stack.backend_requests().await, 2.0);
+    let (small, _, _) = get(&stack, "/air_quality?limit=2").await;
+    let (again, _, _) = get(&stack, "/air_quality?limit=2").await;
+    assert_eq!((small.as_str(), again.as_str()), ("MISS", "HIT"));
+    let mut redis = RedisServer::shared().client().await;
+    let keys: Vec<String> = redis.keys("too-large:*").await.unwrap();
+    assert_eq!(keys.len(), 1, "only the small response is stored");
+}
+
+#[tokio::test]
+async fn head_is_answered_from_the_get_entry() {
+    let stack = Stack::spawn(&[]).await;
+    let (_, _, body) = get(&stack, "/air_quality?limit=10").await;
+    let response = stack
+        .cache
+        .client()
+        .head(stack.cache.url("/air_quality?limit=10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(x_cache(&response), "HIT");
+    assert_eq!(
+        response.headers()["content-length"],
+        body.len().to_string().as_str()
+    );
+    assert!(response.bytes().await.unwrap().is_empty());
+    assert_eq!(stack.backend_requests().await, 1.0);
+}
+
+#[tokio::test]
+async fn other_methods_are_refused_with_allow() {
+    let stack = Stack::spawn(&[]).await;
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let response = stack
+            .cache
+            .client()
+            .request(method.clone(), stack.cache.url("/air_quality"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "GET, HEAD");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    assert_eq!(stack.backend_requests().await, 0.0);
+}
+
+#[tokio::test]
+async fn its_own_endpoints_are_not_proxied() {
+    let stack = Stack::spawn(&[]).await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = stack.cache.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.headers().get("x-cache").is_none(), "{path}");
+    }
+    let ready: Value = stack.cache.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["redis"], "up");
+    assert_eq!(stack.rest.metric("http_requests_total", &[]).await, 0.0);
+}
+
+#[tokio::test]
+async fn with_redis_stopped_requests_bypass_the_cache_and_caching_resumes_after() {
+    let mut redis = RedisServer::start();
+    let db = PostgresServer::shared().create_database();
+    let rest = spawn_rest(db.rest_env()).await;
+    let mut env = cache_env(redis.port(), rest.port);
+    env.extend(vars(&[("REDIS_TIMEOUT_MS", "200")]));
+    let cache = spawn_cache(env).await;
+
+    let response = cache.get("/air_quality?limit=5").await;
+    assert_eq!(x_cache(&response), "MISS");
+
+    redis.stop();
+    for _ in 0..3 {
+        let response = cache.get("/air_quality?limit=5").await;
+        assert_eq!(response.status(), 200, "never a 5xx because of Redis");
+        assert_eq!(x_cache(&response), "BYPASS");
+        let rows: Vec<Value> = response.json().await.unwrap();
+        assert_eq!(rows.len(), 5);
+    }
+    let ready: Value = cache.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["redis"], "down");
+
+    redis.start_again();
+    let cached_again = eventually(Duration::from_secs(15), || async {
+        cache.get("/air_quality?limit=5").await.headers()["x-cache"] == "HIT"
+    })
+    .await;
+    assert!(cached_again, "caching never resumed after Redis came back");
+}
+
+#[tokio::test]
+async fn redis_passwords_are_sent_and_a_wrong_one_only_bypasses() {
+    let redis = RedisServer::start_with_password("s3cret-redis");
+    let db = PostgresServer::shared().create_database();
+    let rest = spawn_rest(db.rest_env()).await;
+
+    let mut env = cache_env(redis.port(), rest.port);
+    env.extend(vars(&[("REDIS_PASSWORD", "s3cret-redis")]));
+    let cache = spawn_cache(env).await;
+    assert_eq!(x_cache(&cache.get("/air_quality?limit=1").await), "MISS");
+    assert_eq!(x_cache(&cache.get("/air_quality?limit=1").await), "HIT");
+
+    let mut env = cache_env(redis.port(), rest.port);
+    env.extend(vars(&[("REDIS_PASSWORD", "wrong")]));
+    let wrong = spawn_cache(env).await;
+    let response = wrong.get("/air_quality?limit=1").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(x_cache(&response), "BYPASS");
+}
+
+#[tokio::test]
+async fn api_rest_down_is_a_502_problem() {
+    let env = cache_env(RedisServer::shared().port(), free_port());
+    let cache = spawn_cache(env).await;
+    let response = cache.get("/air_quality").await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 502);
+}
+
+#[tokio::test]
+async fn api_rest_too_slow_is_a_504_problem() {
+    // An origin that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut env = cache_env(RedisServer::shared().port(), port);
+    env.extend(vars(&[("BACKEND_TIMEOUT_MS", "300")]));
+    let cache = spawn_cache(env).await;
+    let response = cache.get("/air_quality").await;
+    assert_eq!(response.status(), 504);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}

@@ -1,0 +1,11 @@
+//! Integration tests: one binary, real PostgreSQL, Redis and HTTP.
+//!
+//! `TEST_LOG=1 cargo test -p integration-tests -- --nocapture` shows the services' logs.
+
+// Helpers here unwrap like the tests they serve: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod cache;
+mod init_script;
+mod repository;
+mod rest;

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Creates the API schema, the air_quality_measurements table and a read-only API
+# user, and loads postgres/air_quality.csv into the table.
+#
+# It runs unchanged in two ways:
+#  - by the official postgres image, from /docker-entrypoint-initdb.d, the first
+#    time the container starts on an empty volume (the image executes it, or
+#    sources it when the file is not executable, as from a Kubernetes ConfigMap);
+#  - against any PostgreSQL with psql: `bash postgres/init-script.sh`, with
+#    PGHOST/PGPORT/PGPASSWORD pointing at the server (this is what the tests do).
+# Running it again changes nothing: no error, no duplicated row.
+#
+# Variables (the same names as environment.env):
+#   POSTGRES_API_PASSWORD  required; the API user's password
+#   POSTGRES_USER          the admin user psql connects as      (default postgres)
+#   POSTGRES_DB            the database to create the table in   (default $POSTGRES_USER)
+#   POSTGRES_API_USER      the read-only user api-rest logs in as (default api)
+#   POSTGRES_API_SCHEMA    the schema holding the table          (default api)
+#   AIR_QUALITY_CSV        the data file (default: air_quality.csv next to this script)
+
+# Everything runs in a subshell so that, when the image sources this file, our
+# shell options and variables do not leak into its entrypoint.
+air_quality_init() (
+  set -Eeuo pipefail
+
+  local admin_user="${POSTGRES_USER:-postgres}"
+  local database="${POSTGRES_DB:-$admin_user}"
+  local api_user="${POSTGRES_API_USER:-api}"
+  local api_password="${POSTGRES_API_PASSWORD:-}"
+  local schema="${POSTGRES_API_SCHEMA:-api}"
+  local here
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  local csv="${AIR_QUALITY_CSV:-$here/air_quality.csv}"
+
+  if [ -z "$api_password" ]; then
+    echo "init-script.sh: POSTGRES_API_PASSWORD is empty; set it in environment.env" \
+         "(generate one with: head -c 24 /dev/urandom | base64) and start again." >&2
+    return 1
+  fi
+  if [ "$api_user" = "$admin_user" ]; then
+    echo "init-script.sh: POSTGRES_API_USER must differ from POSTGRES_USER ($admin_user):" \
+         "the API logs in as a separate read-only user." >&2
+    return 1
+  fi
+  if [ ! -r "$csv" ]; then
+    echo "init-script.sh: cannot read the data file $csv (set AIR_QUALITY_CSV)." >&2
+    return 1
+  fi
+  # \copy takes its file name literally (no psql variables): quote it for SQL here.
+  local csv_literal="'${csv//\'/\'\'}'"
+
+  echo "init-script.sh: loading $csv into \"$database\".\"$schema\".air_quality_measurements" >&2
+  psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 \
+       --username "$admin_user" --dbname "$database" \
+       -v schema="$schema" -v api_user="$api_user" -v api_password="$api_password" \
+       <<SQL
+-- Keep the password out of the server log whatever log_statement says.
+SET log_statement = 'none';
+BEGIN;
+
+CREATE SCHEMA IF NOT EXISTS :"schema";
+
+CREATE TABLE IF NOT EXISTS :"schema".air_quality_measurements (
+    time_instant timestamp without time zone NOT NULL,
+    id_entity    varchar(50)                 NOT NULL,
+    so2          double precision,
+    no2          double precision,
+    co           double precision,
+    o3           double precision,
+    pm10         double precision,
+    pm2_5        double precision,
+    CONSTRAINT air_quality_measurements_pkey PRIMARY KEY (id_entity, time_instant)
+);
+-- The primary key serves per-station queries; this index serves time ranges and
+-- the API's default order (time_instant, id_entity) without a sort.
+CREATE INDEX IF NOT EXISTS air_quality_measurements_time_idx
+    ON :"schema".air_quality_measurements (time_instant, id_entity);
+
+-- Load through a staging table so that a second run inserts nothing twice.
+CREATE TEMPORARY TABLE air_quality_staging
+    (LIKE :"schema".air_quality_measurements) ON COMMIT DROP;
+\copy air_quality_staging FROM ${csv_literal} WITH (FORMAT csv, HEADER true)
+INSERT INTO :"schema".air_quality_measurements
+    SELECT * FROM air_quality_staging
+    ON CONFLICT (id_entity, time_instant) DO NOTHING;
+
+-- The API user: it may log in and read this one table, nothing else.
+SELECT format('CREATE ROLE %I', :'api_user')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'api_user') \gexec
+ALTER ROLE :"api_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+    PASSWORD :'api_password';
+ALTER ROLE :"api_user" SET default_transaction_read_only = on;
+GRANT CONNECT ON DATABASE :"DBNAME" TO :"api_user";
+GRANT USAGE ON SCHEMA :"schema" TO :"api_user";
+GRANT SELECT ON :"schema".air_quality_measurements TO :"api_user";
+
+COMMIT;
+ANALYZE :"schema".air_quality_measurements;
+SQL
+  echo "init-script.sh: done" >&2
+)
+
+air_quality_init "$@"

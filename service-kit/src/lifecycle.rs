@@ -1,0 +1,116 @@
+//! Readiness and graceful shutdown.
+//!
+//! On SIGTERM or Ctrl-C a service first turns `/readyz` red (draining) for
+//! `SHUTDOWN_DRAIN_SECONDS` while still serving, so a load balancer stops sending
+//! it traffic; then it stops accepting, lets in-flight requests finish for at most
+//! `SHUTDOWN_TIMEOUT_SECONDS`, and returns so `main` can close its pools.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::RuntimeConfig;
+
+/// Shared by the server loop and the handlers that report readiness.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    draining: Arc<AtomicBool>,
+    stopped: CancellationToken,
+}
+
+impl Lifecycle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True once shutdown has begun: `/readyz` must answer 503.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Cancelled when the server stops accepting; background tasks watch it to end.
+    pub fn stopped(&self) -> CancellationToken {
+        self.stopped.clone()
+    }
+}
+
+/// Resolves on SIGTERM (what Docker and Kubernetes send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received Ctrl-C"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains and stops
+/// as described in the module documentation.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    lifecycle: Lifecycle,
+    runtime: &RuntimeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let drain = Duration::from_secs(runtime.shutdown_drain_seconds);
+    let grace = Duration::from_secs(runtime.shutdown_timeout_seconds);
+    let stopping = CancellationToken::new();
+
+    let graceful = {
+        let lifecycle = lifecycle.clone();
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            lifecycle.begin_drain();
+            if !drain.is_zero() {
+                tracing::info!(seconds = drain.as_secs(), "draining: readiness is now red");
+                tokio::time::sleep(drain).await;
+            }
+            tracing::info!("no longer accepting connections; finishing in-flight requests");
+            lifecycle.stopped.cancel();
+            stopping.cancel();
+        }
+    };
+
+    let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+    let deadline = async {
+        stopping.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server.into_future() => result,
+        () = deadline => {
+            tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! A Prometheus registry per application instance.
+//!
+//! Each `Application` owns its own recorder instead of installing a process-wide
+//! one: two services (or several instances of one) can then live in one test
+//! process and each `/metrics` shows only its own traffic. Code records through
+//! the usual `metrics::counter!`/`histogram!` macros inside [`Metrics::scope`].
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// Latency buckets in seconds, from a Redis hit (sub-millisecond) to a full table stream.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Size buckets in bytes, for stored entries and bodies.
+pub const SIZE_BUCKETS: &[f64] = &[
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
+
+/// Cheap to clone; all clones share one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), SIZE_BUCKETS))
+            .map(PrometheusBuilder::build_recorder)
+            // The bucket lists above are non-empty constants.
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        Self {
+            recorder: Arc::new(recorder),
+            handle,
+        }
+    }
+
+    /// Runs `f` with this registry as the target of the `metrics` macros.
+    /// `f` is synchronous: the registry is not carried across an `.await`.
+    pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        metrics::with_local_recorder(&*self.recorder, f)
+    }
+
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
