@@ -31,3 +31,33 @@ ensure_servers() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# Runs a command as the postgres user when we are root (initdb refuses root).
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# pg_up DIR PORT: a throwaway cluster in DIR/pgdata, listening on 127.0.0.1:PORT
+# and on a socket in DIR; the admin user ($POSTGRES_USER) connects over the
+# socket without a password, everyone else over TCP with SCRAM.
+pg_up() {
+  local dir="$1" port="$2" bin
+  bin="$(pg_bin_dir)"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  as_postgres "$bin/initdb" -D "$dir/pgdata" -U "${POSTGRES_USER:-postgres}" --auth-local=trust \
+    --auth-host=scram-sha-256 --no-sync >/dev/null
+  as_postgres "$bin/pg_ctl" -D "$dir/pgdata" -l "$dir/postgres.log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+}
+
+# pg_down DIR: stops the cluster started by pg_up (fast shutdown).
+pg_down() {
+  as_postgres "$(pg_bin_dir)/pg_ctl" -D "$1/pgdata" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# pg_init DIR PORT [VAR=value ...]: runs postgres/init-script.sh against the cluster.
+pg_init() {
+  local dir="$1" port="$2"
+  shift 2
+  env PGHOST="$dir" PGPORT="$port" PATH="$(pg_bin_dir):$PATH" "$@" bash postgres/init-script.sh
+}

@@ -18,7 +18,6 @@ source scripts/lib.sh
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 ensure_servers
-PG_BIN="$(pg_bin_dir)"
 PROFILE="${PROFILE:-release}"
 cache_port_override="${API_CACHE_PORT:-}"
 rest_port_override="${API_REST_PORT:-}"
@@ -40,16 +39,13 @@ export LOG_FORMAT="${LOCAL_LOG_FORMAT:-pretty}" SHUTDOWN_DRAIN_SECONDS=0
 
 workdir="$(mktemp -d /tmp/air-quality-local.XXXXXX)"
 pids=()
-as_postgres() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
 cleanup() {
   trap - EXIT INT TERM
   echo
   echo "==> stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  as_postgres "$PG_BIN/pg_ctl" -D "$workdir/pgdata" -m fast -w stop >/dev/null 2>&1 || true
+  pg_down "$workdir"
   rm -rf "$workdir"
 }
 trap cleanup EXIT INT TERM
@@ -63,12 +59,8 @@ fi
 bin="target/$PROFILE"
 
 echo "==> PostgreSQL on 127.0.0.1:$POSTGRES_PORT (data in $workdir)"
-[ "$(id -u)" = 0 ] && chown postgres "$workdir"
-as_postgres "$PG_BIN/initdb" -D "$workdir/pgdata" -U "$POSTGRES_USER" --auth-local=trust \
-  --auth-host=scram-sha-256 --no-sync >/dev/null
-as_postgres "$PG_BIN/pg_ctl" -D "$workdir/pgdata" -l "$workdir/postgres.log" -w \
-  -o "-p $POSTGRES_PORT -k $workdir -c listen_addresses=127.0.0.1" start >/dev/null
-PGHOST="$workdir" PGPORT="$POSTGRES_PORT" PATH="$PG_BIN:$PATH" bash postgres/init-script.sh
+pg_up "$workdir" "$POSTGRES_PORT"
+pg_init "$workdir" "$POSTGRES_PORT"
 
 echo "==> Redis on 127.0.0.1:$REDIS_PORT"
 printf 'requirepass %s\n' "$REDIS_PASSWORD" > "$workdir/redis.conf"

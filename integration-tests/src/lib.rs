@@ -53,3 +53,44 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The path of a workspace binary (`api-rest`, `api-cache`), built on first use
+/// with the same profile as the tests. `--workspace` resolves the same features
+/// as `cargo test --workspace`, so the dependencies already built are reused.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let profile_dir = BUILT.get_or_init(|| {
+        // target/<profile>/deps/<test binary> -> target/<profile>
+        let profile_dir = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent()?.parent().map(PathBuf::from))
+            .unwrap_or_default();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = std::process::Command::new(cargo);
+        command
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .current_dir(repo_root());
+        // Cargo gives the test process its package's variables; passed on, they
+        // would make build scripts (ring's reads CARGO_MANIFEST_DIR) rebuild.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name == "CARGO_MANIFEST_DIR"
+                || name == "CARGO_MANIFEST_PATH"
+                || name == "CARGO_CRATE_NAME"
+                || name == "CARGO_PRIMARY_PACKAGE"
+                || name == "CARGO_TARGET_TMPDIR"
+                || name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_")
+            {
+                command.env_remove(name.as_ref());
+            }
+        }
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("cannot run cargo build");
+        assert!(status.success(), "cargo build --workspace --bins failed");
+        profile_dir
+    });
+    profile_dir.join(name)
+}

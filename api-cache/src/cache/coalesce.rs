@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(coalescer.in_flight(), 0);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_follower_waits_no_longer_than_its_timeout() {
         let coalescer = Coalescer::new(100);
         let _lead = leader(coalescer.join("k"));

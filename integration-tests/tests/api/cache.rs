@@ -288,3 +288,26 @@ async fn api_rest_too_slow_is_a_504_problem() {
         "application/problem+json"
     );
 }
+
+#[tokio::test]
+async fn a_redis_that_never_answers_costs_a_bypass_not_an_error() {
+    // Accepts connections and says nothing: a hung or overloaded Redis.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let db = PostgresServer::shared().create_database();
+    let rest = spawn_rest(db.rest_env()).await;
+    let mut env = cache_env(port, rest.port);
+    env.extend(vars(&[("REDIS_TIMEOUT_MS", "100")]));
+    let cache = spawn_cache(env).await;
+    for _ in 0..2 {
+        let response = cache.get("/air_quality?limit=2").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(x_cache(&response), "BYPASS");
+    }
+}

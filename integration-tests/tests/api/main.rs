@@ -5,6 +5,7 @@
 // Helpers here unwrap like the tests they serve: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod binaries;
 mod cache;
 mod init_script;
 mod repository;
