@@ -16,7 +16,10 @@
 #   POSTGRES_DB            the database to create the table in   (default $POSTGRES_USER)
 #   POSTGRES_API_USER      the read-only user api-rest logs in as (default api)
 #   POSTGRES_API_SCHEMA    the schema holding the table          (default api)
-#   AIR_QUALITY_CSV        the data file (default: air_quality.csv next to this script)
+#   AIR_QUALITY_CSV        the data file(s), space-separated (default: every
+#                          air_quality*.csv next to this script, in name order;
+#                          Kubernetes mounts the data as several parts, since one
+#                          ConfigMap applied with `kubectl apply` holds < 256 KiB)
 
 # Everything runs in a subshell so that, when the image sources this file, our
 # shell options and variables do not leak into its entrypoint.
@@ -30,7 +33,15 @@ air_quality_init() (
   local schema="${POSTGRES_API_SCHEMA:-api}"
   local here
   here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-  local csv="${AIR_QUALITY_CSV:-$here/air_quality.csv}"
+  local csv_files=()
+  if [ -n "${AIR_QUALITY_CSV:-}" ]; then
+    read -r -a csv_files <<< "$AIR_QUALITY_CSV"
+  else
+    local f
+    for f in "$here"/air_quality*.csv; do
+      [ -e "$f" ] && csv_files+=("$f")
+    done
+  fi
 
   if [ -z "$api_password" ]; then
     echo "init-script.sh: POSTGRES_API_PASSWORD is empty; set it in environment.env" \
@@ -42,20 +53,28 @@ air_quality_init() (
          "the API logs in as a separate read-only user." >&2
     return 1
   fi
-  if [ ! -r "$csv" ]; then
-    echo "init-script.sh: cannot read the data file $csv (set AIR_QUALITY_CSV)." >&2
+  if [ ${#csv_files[@]} -eq 0 ]; then
+    echo "init-script.sh: no air_quality*.csv next to $here (set AIR_QUALITY_CSV)." >&2
     return 1
   fi
-  # \copy takes its file name literally (no psql variables): quote it for SQL here.
-  local csv_literal="'${csv//\'/\'\'}'"
+  # \copy takes its file name literally (no psql variables): quote each for SQL here.
+  local copy_lines="" file
+  for file in "${csv_files[@]}"; do
+    if [ ! -r "$file" ]; then
+      echo "init-script.sh: cannot read the data file $file." >&2
+      return 1
+    fi
+    copy_lines+="\\copy air_quality_staging FROM '${file//\'/\'\'}' WITH (FORMAT csv, HEADER true)"$'\n'
+  done
 
-  echo "init-script.sh: loading $csv into \"$database\".\"$schema\".air_quality_measurements" >&2
+  echo "init-script.sh: loading ${csv_files[*]} into \"$database\".\"$schema\".air_quality_measurements" >&2
   psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 \
        --username "$admin_user" --dbname "$database" \
        -v schema="$schema" -v api_user="$api_user" -v api_password="$api_password" \
        <<SQL
 -- Keep the password out of the server log whatever log_statement says.
 SET log_statement = 'none';
+SET client_min_messages = warning;
 BEGIN;
 
 CREATE SCHEMA IF NOT EXISTS :"schema";
@@ -79,8 +98,7 @@ CREATE INDEX IF NOT EXISTS air_quality_measurements_time_idx
 -- Load through a staging table so that a second run inserts nothing twice.
 CREATE TEMPORARY TABLE air_quality_staging
     (LIKE :"schema".air_quality_measurements) ON COMMIT DROP;
-\copy air_quality_staging FROM ${csv_literal} WITH (FORMAT csv, HEADER true)
-INSERT INTO :"schema".air_quality_measurements
+${copy_lines}INSERT INTO :"schema".air_quality_measurements
     SELECT * FROM air_quality_staging
     ON CONFLICT (id_entity, time_instant) DO NOTHING;
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts in this folder. Source it; do not run it.
 
 # Runs a command as root: directly when we are root, else through sudo.
@@ -8,9 +9,11 @@ as_root() {
 # The newest PostgreSQL server binaries directory, if any.
 pg_bin_dir() {
   if [ -n "${PG_BIN_DIR:-}" ]; then echo "$PG_BIN_DIR"; return; fi
-  local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then echo "$dir"; return; fi
+  local dir newest=""
+  for dir in /usr/lib/postgresql/*/bin; do
+    [ -x "$dir/initdb" ] && newest="$(printf '%s\n%s\n' "$newest" "$dir" | sort -V | tail -n 1)"
+  done
+  if [ -n "$newest" ]; then echo "$newest"; return; fi
   command -v initdb >/dev/null 2>&1 && dirname "$(command -v initdb)"
 }
 

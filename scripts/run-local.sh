@@ -23,7 +23,6 @@ cache_port_override="${API_CACHE_PORT:-}"
 rest_port_override="${API_REST_PORT:-}"
 
 set -a
-# shellcheck source=../environment.env
 source environment.env
 set +a
 random_secret() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
@@ -32,8 +31,9 @@ random_secret() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
 API_CACHE_PORT="${cache_port_override:-$API_CACHE_PORT}"
 API_REST_PORT="${rest_port_override:-$API_REST_PORT}"
 export POSTGRES_API_PASSWORD REDIS_PASSWORD API_CACHE_PORT API_REST_PORT
-export POSTGRES_HOST=127.0.0.1 POSTGRES_PORT="$(free_port)"
-export REDIS_HOST=127.0.0.1 REDIS_PORT="$(free_port)"
+POSTGRES_PORT="$(free_port)"
+REDIS_PORT="$(free_port)"
+export POSTGRES_HOST=127.0.0.1 POSTGRES_PORT REDIS_HOST=127.0.0.1 REDIS_PORT
 export BACKEND_HOST=127.0.0.1 BACKEND_PORT="$API_REST_PORT"
 export LOG_FORMAT="${LOCAL_LOG_FORMAT:-pretty}" SHUTDOWN_DRAIN_SECONDS=0
 

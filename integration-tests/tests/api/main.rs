@@ -7,6 +7,7 @@
 
 mod binaries;
 mod cache;
+mod deployment;
 mod init_script;
 mod repository;
 mod rest;
