@@ -95,6 +95,51 @@ CREATE TABLE IF NOT EXISTS :"schema".air_quality_measurements (
 CREATE INDEX IF NOT EXISTS air_quality_measurements_time_idx
     ON :"schema".air_quality_measurements (time_instant, id_entity);
 
+-- The data version: one row, bumped by every statement that changes the table.
+-- api-rest derives its ETag and Last-Modified from it (cheap validators: no
+-- body is hashed), and a change makes every cached copy revalidate to new data.
+CREATE TABLE IF NOT EXISTS :"schema".air_quality_data_version (
+    singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    version    bigint      NOT NULL,
+    changed_at timestamptz NOT NULL
+);
+INSERT INTO :"schema".air_quality_data_version (version, changed_at)
+    VALUES (1, now()) ON CONFLICT (singleton) DO NOTHING;
+
+SET search_path = :"schema";
+-- Statement-level, and only when the statement changed rows (a re-run of this
+-- script inserts nothing and bumps nothing).
+CREATE OR REPLACE FUNCTION air_quality_bump_version() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS \$body\$
+BEGIN
+    -- TRUNCATE has no transition table: test it apart.
+    IF TG_OP <> 'TRUNCATE' THEN
+        IF NOT EXISTS (SELECT FROM changed_rows) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    UPDATE air_quality_data_version SET version = version + 1, changed_at = now();
+    RETURN NULL;
+END
+\$body\$;
+DROP TRIGGER IF EXISTS air_quality_measurements_changed ON air_quality_measurements;
+DROP TRIGGER IF EXISTS air_quality_measurements_inserted ON air_quality_measurements;
+DROP TRIGGER IF EXISTS air_quality_measurements_updated ON air_quality_measurements;
+DROP TRIGGER IF EXISTS air_quality_measurements_deleted ON air_quality_measurements;
+DROP TRIGGER IF EXISTS air_quality_measurements_truncated ON air_quality_measurements;
+CREATE TRIGGER air_quality_measurements_inserted AFTER INSERT ON air_quality_measurements
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION air_quality_bump_version();
+CREATE TRIGGER air_quality_measurements_updated AFTER UPDATE ON air_quality_measurements
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION air_quality_bump_version();
+CREATE TRIGGER air_quality_measurements_deleted AFTER DELETE ON air_quality_measurements
+    REFERENCING OLD TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION air_quality_bump_version();
+CREATE TRIGGER air_quality_measurements_truncated AFTER TRUNCATE ON air_quality_measurements
+    FOR EACH STATEMENT EXECUTE FUNCTION air_quality_bump_version();
+RESET search_path;
+
 -- Load through a staging table so that a second run inserts nothing twice.
 CREATE TEMPORARY TABLE air_quality_staging
     (LIKE :"schema".air_quality_measurements) ON COMMIT DROP;
@@ -110,7 +155,7 @@ ALTER ROLE :"api_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICAT
 ALTER ROLE :"api_user" SET default_transaction_read_only = on;
 GRANT CONNECT ON DATABASE :"DBNAME" TO :"api_user";
 GRANT USAGE ON SCHEMA :"schema" TO :"api_user";
-GRANT SELECT ON :"schema".air_quality_measurements TO :"api_user";
+GRANT SELECT ON :"schema".air_quality_measurements, :"schema".air_quality_data_version TO :"api_user";
 
 COMMIT;
 ANALYZE :"schema".air_quality_measurements;

@@ -47,12 +47,22 @@ pub struct Config {
     /// request is answered without the cache (`X-Cache: BYPASS`). Default 250.
     #[serde(default = "default_redis_timeout")]
     pub redis_timeout_ms: u64,
-    /// `CACHE_TTL_SECONDS`: how long a response is kept. Default 30; 0 stores nothing.
+    /// `CACHE_TTL_SECONDS`: the freshness lifetime of a response whose origin
+    /// declares none (no `Cache-Control` max-age/s-maxage, no `Expires`).
+    /// Default 30; 0 keeps only what origins declare (strict RFC 9111).
     #[serde(default = "default_ttl")]
     pub cache_ttl_seconds: u64,
+    /// `CACHE_GRACE_SECONDS`: how long an entry stays in Redis after it goes
+    /// stale, so it can be revalidated (a 304 instead of a new body). Default 300.
+    #[serde(default = "default_grace")]
+    pub cache_grace_seconds: u64,
     /// `CACHE_KEY_PREFIX`: the prefix of every Redis key (`<prefix>:<digest>`). Default `api-cache`.
     #[serde(default = "default_prefix")]
     pub cache_key_prefix: String,
+    /// `CACHE_COMPRESSION`: how bodies are stored: `gzip` (text types over 1 KiB,
+    /// sent compressed to clients that accept it) or `none`. Default `gzip`.
+    #[serde(default = "default_compression")]
+    pub cache_compression: String,
     /// `CACHE_MAX_BODY_BYTES`: larger responses are passed through but not stored. Default 16 MiB.
     #[serde(default = "default_max_body")]
     pub cache_max_body_bytes: usize,
@@ -93,6 +103,12 @@ fn default_redis_timeout() -> u64 {
 fn default_ttl() -> u64 {
     30
 }
+fn default_compression() -> String {
+    "gzip".into()
+}
+fn default_grace() -> u64 {
+    300
+}
 fn default_prefix() -> String {
     "api-cache".into()
 }
@@ -130,6 +146,12 @@ impl Config {
             if value.is_empty() {
                 return Err(ConfigError::invalid(name, "must not be empty"));
             }
+        }
+        if !matches!(self.cache_compression.as_str(), "gzip" | "none") {
+            return Err(ConfigError::invalid(
+                "CACHE_COMPRESSION",
+                format!("expected gzip or none, got '{}'", self.cache_compression),
+            ));
         }
         for (name, value) in [
             ("REDIS_TIMEOUT_MS", self.redis_timeout_ms),

@@ -1,7 +1,7 @@
 //! api-cache's failures and the responses they become.
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 use service_kit::Problem;
 
 use crate::origin::OriginError;
@@ -10,8 +10,6 @@ use crate::origin::OriginError;
 pub enum ProxyError {
     #[error(transparent)]
     Origin(#[from] OriginError),
-    #[error("method {0} is not allowed")]
-    MethodNotAllowed(http::Method),
 }
 
 impl IntoResponse for ProxyError {
@@ -36,15 +34,6 @@ impl IntoResponse for ProxyError {
                 )
                 .with_detail("api-rest cannot be reached right now; retry shortly.")
                 .into_response()
-            }
-            Self::MethodNotAllowed(method) => {
-                let mut response = Problem::new(StatusCode::METHOD_NOT_ALLOWED)
-                    .with_detail(format!("{method} is not supported; the API is read-only."))
-                    .into_response();
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-                response
             }
         }
     }

@@ -1,21 +1,18 @@
 //! The origin (api-rest), reached with reqwest.
 //!
-//! A response body is read into memory up to `CACHE_MAX_BODY_BYTES` so it can be
-//! stored and shared; a larger one is handed back as a stream (the part already
-//! read, then the rest) and passed through without being stored.
+//! For the cache, a response body is read into memory up to
+//! `CACHE_MAX_BODY_BYTES` so it can be stored and shared; a larger one is handed
+//! back as a stream (the part already read, then the rest) and passed through.
+//! Other methods are forwarded with their bodies streamed both ways.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt, stream};
-use http::{HeaderMap, HeaderName, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode};
 
 use crate::cache::key::NormalizedTarget;
 use crate::config::Config;
-
-/// Request headers passed to the origin; the rest stay at the edge.
-const FORWARDED_REQUEST_HEADERS: &[HeaderName] =
-    &[header::ACCEPT, header::ACCEPT_LANGUAGE, header::USER_AGENT];
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum OriginError {
@@ -33,6 +30,8 @@ pub struct OriginResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: OriginBody,
+    pub request_time: SystemTime,
+    pub response_time: SystemTime,
 }
 
 #[derive(Debug)]
@@ -83,43 +82,50 @@ impl Origin {
         })
     }
 
-    /// `GET`s the target, passing on the client's headers worth passing.
+    /// Sends a request and waits (at most the timeout) for the response headers.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, OriginError> {
+        match tokio::time::timeout(self.timeout, request.send()).await {
+            Err(_elapsed) => Err(OriginError::Timeout(self.timeout)),
+            Ok(Err(error)) if error.is_timeout() => Err(OriginError::Timeout(self.timeout)),
+            Ok(Err(error)) => Err(OriginError::Unreachable(describe(&error))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// `GET`s the target with `headers` (already prepared for the origin),
+    /// reading the body for the cache.
     pub async fn get(
         &self,
         target: &NormalizedTarget,
-        client_headers: &HeaderMap,
+        headers: HeaderMap,
     ) -> Result<OriginResponse, OriginError> {
-        let mut request = self
+        let request_time = SystemTime::now();
+        let request = self
             .client
-            .get(format!("{}{}", self.base_url, target.as_str()));
-        for name in FORWARDED_REQUEST_HEADERS {
-            for value in client_headers.get_all(name) {
-                request = request.header(name, value);
-            }
-        }
-        if let Some(id) = client_headers.get("x-request-id") {
-            request = request.header("x-request-id", id);
-        }
-        let mut response = match tokio::time::timeout(self.timeout, request.send()).await {
-            Err(_elapsed) => return Err(OriginError::Timeout(self.timeout)),
-            Ok(Err(error)) if error.is_timeout() => return Err(OriginError::Timeout(self.timeout)),
-            Ok(Err(error)) => return Err(OriginError::Unreachable(describe(&error))),
-            Ok(Ok(response)) => response,
-        };
+            .get(format!("{}{}", self.base_url, target.as_str()))
+            .headers(headers);
+        let mut response = self.send(request).await?;
+        let response_time = SystemTime::now();
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
-        let declared_too_large = response
+        let done = |body| OriginResponse {
+            status,
+            headers: headers.clone(),
+            body,
+            request_time,
+            response_time,
+        };
+        if response
             .content_length()
-            .is_some_and(|length| length > self.max_body_bytes as u64);
-        if declared_too_large {
-            return Ok(OriginResponse {
-                status,
-                headers,
-                body: OriginBody::TooLarge {
-                    head: Bytes::new(),
-                    rest: response,
-                },
-            });
+            .is_some_and(|length| length > self.max_body_bytes as u64)
+        {
+            return Ok(done(OriginBody::TooLarge {
+                head: Bytes::new(),
+                rest: response,
+            }));
         }
         let mut buffer = BytesMut::new();
         loop {
@@ -127,15 +133,10 @@ impl Origin {
                 Ok(Some(chunk)) => {
                     buffer.extend_from_slice(&chunk);
                     if buffer.len() > self.max_body_bytes {
-                        let head = buffer.freeze();
-                        return Ok(OriginResponse {
-                            status,
-                            headers,
-                            body: OriginBody::TooLarge {
-                                head,
-                                rest: response,
-                            },
-                        });
+                        return Ok(done(OriginBody::TooLarge {
+                            head: buffer.freeze(),
+                            rest: response,
+                        }));
                     }
                 }
                 Ok(None) => break,
@@ -143,11 +144,23 @@ impl Origin {
                 Err(error) => return Err(OriginError::Broken(describe(&error))),
             }
         }
-        Ok(OriginResponse {
-            status,
-            headers,
-            body: OriginBody::Complete(buffer.freeze()),
-        })
+        Ok(done(OriginBody::Complete(buffer.freeze())))
+    }
+
+    /// Forwards any request as it is; the response body is left streaming.
+    pub async fn forward(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<reqwest::Response, OriginError> {
+        let request = self
+            .client
+            .request(method, format!("{}{path_and_query}", self.base_url))
+            .headers(headers)
+            .body(body);
+        self.send(request).await
     }
 }
 

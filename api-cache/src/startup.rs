@@ -44,8 +44,10 @@ impl Application {
             origin: Origin::new(&config)?,
             flights: Coalescer::new(config.cache_coalesce_max_waiters),
             policy: Policy {
-                ttl: Duration::from_secs(config.cache_ttl_seconds),
+                default_ttl: Duration::from_secs(config.cache_ttl_seconds),
+                grace: Duration::from_secs(config.cache_grace_seconds),
                 max_body_bytes: config.cache_max_body_bytes,
+                compress: config.cache_compression == "gzip",
             },
             key_prefix: Arc::from(config.cache_key_prefix.as_str()),
             coalesce_wait: config.coalesce_wait(),

@@ -4,23 +4,35 @@
 //! error, the caller is told the store is unavailable and answers without it.
 //! The connection is made lazily and remade in the background after a failure,
 //! so api-cache starts without Redis and resumes caching when Redis returns.
+//!
+//! Keys of one URL (`K` = `<prefix>:<digest>`):
+//! - `K`: its entry, or a Vary index when its responses vary;
+//! - `K:v:<digest of the varied request values>`: one entry per variant;
+//! - `K:variants`: the set of those variant keys, to invalidate them all.
+//!
+//! Every key is written with a TTL (the entry's lifetime plus grace).
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ConnectionAddr, IntoConnectionInfo};
 use secrecy::ExposeSecret;
 
-use crate::cache::entry::StoredResponse;
+use crate::cache::entry::{StoredResponse, StoredValue};
 use crate::cache::key::CacheKey;
+use crate::cache::vary::{request_values, variant_key};
 use crate::config::Config;
 
 /// What a lookup found.
 #[derive(Debug)]
 pub enum Lookup {
-    Hit(StoredResponse),
-    Miss,
+    /// The entry for this request (the matching variant, if the URL varies).
+    Found(StoredResponse),
+    /// Nothing for this request. `flight` is the key concurrent requests for
+    /// the same response share: the variant key when the URL is known to vary.
+    Absent { vary_miss: bool, flight: CacheKey },
     /// Redis did not answer in time or failed: serve without the cache.
     Unavailable,
 }
@@ -45,6 +57,10 @@ impl std::fmt::Debug for RedisStore {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
+}
+
+fn variants_set(primary: &CacheKey) -> CacheKey {
+    CacheKey::derived(primary, "variants")
 }
 
 impl RedisStore {
@@ -84,38 +100,106 @@ impl RedisStore {
         }
     }
 
-    pub async fn get(&self, key: &CacheKey) -> Lookup {
+    async fn get(&self, key: &CacheKey) -> Result<Option<StoredValue>, StoreError> {
         let mut connection = self.connection.clone();
-        match self
+        let Some(bytes) = self
             .bounded(connection.get::<_, Option<Vec<u8>>>(key.as_str()))
-            .await
-        {
-            Ok(Some(bytes)) => match StoredResponse::decode(&Bytes::from(bytes)) {
-                Ok(entry) => Lookup::Hit(entry),
-                Err(error) => {
-                    tracing::warn!(%key, %error, "unreadable cache entry; treating as a miss");
-                    Lookup::Miss
-                }
-            },
-            Ok(None) => Lookup::Miss,
+            .await?
+        else {
+            return Ok(None);
+        };
+        match StoredValue::decode(&Bytes::from(bytes)) {
+            Ok(value) => Ok(Some(value)),
             Err(error) => {
-                tracing::warn!(%key, %error, "cache lookup failed; bypassing the cache");
+                tracing::warn!(%key, %error, "unreadable cache value; treating it as a miss");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Finds the stored response for a request to the URL of `primary`.
+    pub async fn lookup(&self, primary: &CacheKey, request: &HeaderMap) -> Lookup {
+        let result = async {
+            match self.get(primary).await? {
+                None => Ok(Lookup::Absent {
+                    vary_miss: false,
+                    flight: primary.clone(),
+                }),
+                Some(StoredValue::Entry(entry)) => Ok(Lookup::Found(entry)),
+                Some(StoredValue::VaryIndex(names)) => {
+                    let variant = variant_key(primary, &request_values(&names, request));
+                    Ok(match self.get(&variant).await? {
+                        Some(StoredValue::Entry(entry)) => Lookup::Found(entry),
+                        _ => Lookup::Absent {
+                            vary_miss: true,
+                            flight: variant,
+                        },
+                    })
+                }
+            }
+        };
+        match result.await {
+            Ok(lookup) => lookup,
+            Err(error) => {
+                let error: StoreError = error;
+                tracing::warn!(key = %primary, %error, "cache lookup failed; bypassing the cache");
                 Lookup::Unavailable
             }
         }
     }
 
-    /// `SET key value EX ttl`.
-    pub async fn set(
+    /// Stores `entry` for the URL of `primary`; with varied headers (`vary`),
+    /// as a variant next to the URL's Vary index.
+    pub async fn store(
         &self,
-        key: &CacheKey,
+        primary: &CacheKey,
         entry: &StoredResponse,
+        vary: &[String],
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let seconds = ttl.as_secs().max(1);
+        let mut pipe = redis::pipe();
+        if vary.is_empty() {
+            pipe.set_ex(primary.as_str(), entry.encode(), seconds)
+                .ignore();
+        } else {
+            let variant = variant_key(primary, &entry.vary);
+            let set = variants_set(primary);
+            pipe.set_ex(
+                primary.as_str(),
+                StoredValue::encode_vary_index(vary),
+                seconds,
+            )
+            .ignore()
+            .set_ex(variant.as_str(), entry.encode(), seconds)
+            .ignore()
+            .sadd(set.as_str(), variant.as_str())
+            .ignore()
+            // The set lives as long as its longest-lived variant (Redis >= 7).
+            .cmd("EXPIRE")
+            .arg(set.as_str())
+            .arg(seconds)
+            .arg("NX")
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(set.as_str())
+            .arg(seconds)
+            .arg("GT")
+            .ignore();
+        }
         let mut connection = self.connection.clone();
-        let value = entry.encode();
-        self.bounded(connection.set_ex::<_, _, ()>(key.as_str(), value, ttl.as_secs().max(1)))
-            .await
+        self.bounded(pipe.query_async::<()>(&mut connection)).await
+    }
+
+    /// Removes everything stored for the URL of `primary`, every variant included.
+    pub async fn invalidate(&self, primary: &CacheKey) -> Result<usize, StoreError> {
+        let mut connection = self.connection.clone();
+        let set = variants_set(primary);
+        let variants: Vec<String> = self.bounded(connection.smembers(set.as_str())).await?;
+        let mut keys = vec![primary.as_str().to_owned(), set.as_str().to_owned()];
+        keys.extend(variants);
+        let removed: usize = self.bounded(connection.del(keys)).await?;
+        Ok(removed)
     }
 
     /// PING, for readiness reports.

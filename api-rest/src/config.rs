@@ -60,6 +60,11 @@ pub struct Config {
     /// `QUERY_MAX_LIMIT`: the largest `limit` parameter accepted. Default 100000.
     #[serde(default = "default_max_limit")]
     pub query_max_limit: u64,
+    /// `RESPONSE_MAX_AGE_SECONDS`: the freshness api-rest declares for
+    /// `/air_quality` (`Cache-Control: public, max-age=N`); caches, api-cache
+    /// first, keep a response this long before revalidating it. Default 30.
+    #[serde(default = "default_max_age")]
+    pub response_max_age_seconds: u64,
 }
 
 fn default_port() -> u16 {
@@ -97,6 +102,9 @@ fn default_readiness_timeout() -> u64 {
 }
 fn default_max_limit() -> u64 {
     100_000
+}
+fn default_max_age() -> u64 {
+    30
 }
 
 impl Config {
@@ -156,6 +164,11 @@ impl Config {
 
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.postgres_acquire_timeout_ms)
+    }
+
+    /// The `Cache-Control` value of `/air_quality`.
+    pub fn cache_control(&self) -> String {
+        format!("public, max-age={}", self.response_max_age_seconds)
     }
 
     pub fn readiness_timeout(&self) -> Duration {

@@ -99,6 +99,28 @@ impl MeasurementQuery {
     }
 }
 
+impl MeasurementQuery {
+    /// One text per distinct result set: stations sorted and deduplicated, every
+    /// field spelled out. The ETag is derived from it.
+    pub fn canonical(&self) -> String {
+        let mut stations = self.stations.clone();
+        stations.sort();
+        stations.dedup();
+        let show_opt = |t: Option<PrimitiveDateTime>| t.map(show).unwrap_or_default();
+        format!(
+            "id_entity={}&from={}&to={}&order={}&limit={}",
+            stations.join(","),
+            show_opt(self.from),
+            show_opt(self.to),
+            match self.order {
+                Order::Asc => "asc",
+                Order::Desc => "desc",
+            },
+            self.limit.map(|l| l.to_string()).unwrap_or_default()
+        )
+    }
+}
+
 fn show(t: PrimitiveDateTime) -> String {
     t.assume_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -268,6 +290,18 @@ mod tests {
             .collect();
         assert_eq!(names, ["from", "to"]);
         assert!(parse("from=2016-10-01&to=2016-10-01").is_err());
+    }
+
+    #[test]
+    fn equivalent_queries_have_one_canonical_form() {
+        let a = parse("id_entity=b,a,a&from=2016-10-01&order=asc").unwrap();
+        let b = parse("from=2016-10-01T00:00:00Z&id_entity=a,b").unwrap();
+        assert_eq!(a.canonical(), b.canonical());
+        assert_ne!(a.canonical(), parse("id_entity=a").unwrap().canonical());
+        assert_ne!(
+            parse("limit=5").unwrap().canonical(),
+            parse("limit=6").unwrap().canonical()
+        );
     }
 
     #[test]

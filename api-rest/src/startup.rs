@@ -48,6 +48,7 @@ impl Application {
             lifecycle: Lifecycle::new(),
             max_limit: config.query_max_limit,
             readiness_timeout: config.readiness_timeout(),
+            cache_control: config.cache_control().into(),
         };
         Ok(Self {
             listener,

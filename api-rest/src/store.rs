@@ -6,10 +6,13 @@
 
 use std::time::Duration;
 
+use std::time::SystemTime;
+
 use futures_util::{Stream, TryStreamExt};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::measurement::{COLUMNS, Measurement};
@@ -57,20 +60,22 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// The measurements matching `query`, read from the database as the caller
-    /// consumes them (never all in memory). Ordered by time, then station.
-    pub fn measurements(
-        &self,
-        query: MeasurementQuery,
-    ) -> impl Stream<Item = Result<Measurement, sqlx::Error>> + Send + 'static {
-        let pool = self.pool.clone();
-        async_stream::try_stream! {
-            let mut sql = select(&query);
-            let mut rows = sql.build_query_as::<Measurement>().fetch(&pool);
-            while let Some(row) = rows.try_next().await? {
-                yield row;
-            }
-        }
+    /// Opens a consistent, read-only view of the data and reads its version.
+    /// The rows read through it later belong to exactly that version.
+    pub async fn snapshot(&self) -> Result<Snapshot, sqlx::Error> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let (version, changed_at): (i64, OffsetDateTime) =
+            sqlx::query_as("SELECT version, changed_at FROM air_quality_data_version")
+                .fetch_one(&mut *tx)
+                .await?;
+        Ok(Snapshot {
+            tx,
+            version,
+            changed_at: SystemTime::from(changed_at),
+        })
     }
 
     /// Succeeds when the database answers a read of the table within `timeout`:
@@ -87,6 +92,37 @@ impl Store {
     /// Closes every connection; waits for checked-out ones to come back.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A read-only transaction on one version of the data.
+#[derive(Debug)]
+pub struct Snapshot {
+    tx: Transaction<'static, Postgres>,
+    /// Bumped by a trigger on every statement that changes the table.
+    pub version: i64,
+    /// When that change was committed.
+    pub changed_at: SystemTime,
+}
+
+impl Snapshot {
+    /// The measurements matching `query`, read from the database as the caller
+    /// consumes them (never all in memory). Ordered by time, then station.
+    pub fn measurements(
+        self,
+        query: MeasurementQuery,
+    ) -> impl Stream<Item = Result<Measurement, sqlx::Error>> + Send + 'static {
+        let mut tx = self.tx;
+        async_stream::try_stream! {
+            let mut sql = select(&query);
+            {
+                let mut rows = sql.build_query_as::<Measurement>().fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await? {
+                    yield row;
+                }
+            }
+            tx.commit().await?;
+        }
     }
 }
 

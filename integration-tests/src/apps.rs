@@ -179,8 +179,15 @@ pub struct Stack {
 impl Stack {
     /// The whole stack; `cache_vars` are added to (and override) api-cache's variables.
     pub async fn spawn(cache_vars: &[(&str, &str)]) -> Self {
+        Self::spawn_with(&[], cache_vars).await
+    }
+
+    /// The whole stack, with variables for api-rest too.
+    pub async fn spawn_with(rest_vars: &[(&str, &str)], cache_vars: &[(&str, &str)]) -> Self {
         let db = crate::PostgresServer::shared().create_database();
-        let rest = spawn_rest(db.rest_env()).await;
+        let mut rest_env = db.rest_env();
+        rest_env.extend(vars(rest_vars));
+        let rest = spawn_rest(rest_env).await;
         let mut env = cache_env(crate::RedisServer::shared().port(), rest.port);
         env.extend(vars(cache_vars));
         let cache = spawn_cache(env).await;

@@ -10,6 +10,7 @@
 
 pub mod apps;
 pub mod metrics;
+pub mod origin;
 pub mod postgres;
 pub mod process;
 pub mod redis;

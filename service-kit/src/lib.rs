@@ -3,6 +3,7 @@
 //! Prometheus metrics, the lifecycle (readiness, graceful shutdown) and the
 //! `healthcheck` subcommand used by container health checks.
 
+pub mod conditional;
 pub mod config;
 pub mod healthcheck;
 pub mod lifecycle;

@@ -101,7 +101,9 @@ pub async fn serve(
         }
     };
 
-    let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+    // Handlers may read the peer address (`ConnectInfo<SocketAddr>`).
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(graceful);
     let deadline = async {
         stopping.cancelled().await;
         tokio::time::sleep(grace).await;

@@ -45,6 +45,11 @@ impl CacheKey {
         Self(format!("{prefix}:{digest:032x}"))
     }
 
+    /// A key next to `base` (`<base>:<suffix>`): its variants, its variant set.
+    pub fn derived(base: &CacheKey, suffix: &str) -> Self {
+        Self(format!("{}:{suffix}", base.0))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

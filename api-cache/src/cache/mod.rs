@@ -4,6 +4,12 @@
 //! request ([`coalesce`]).
 
 pub mod coalesce;
+pub mod directives;
+pub mod encoding;
 pub mod entry;
+pub mod freshness;
 pub mod key;
 pub mod policy;
+pub mod revalidate;
+pub mod status;
+pub mod vary;

@@ -1,12 +1,14 @@
 //! `GET /`: what this service is and what it serves.
 
 use axum::Json;
-use serde_json::{Value, json};
+use axum::response::IntoResponse;
+use http::header;
+use serde_json::json;
 
 use crate::query::MAX_STATIONS;
 
-pub(super) async fn describe() -> Json<Value> {
-    Json(json!({
+pub(super) async fn describe() -> impl IntoResponse {
+    let description = Json(json!({
         "name": env!("CARGO_PKG_NAME"),
         "version": env!("CARGO_PKG_VERSION"),
         "description": env!("CARGO_PKG_DESCRIPTION"),
@@ -14,7 +16,7 @@ pub(super) async fn describe() -> Json<Value> {
             {
                 "path": "/air_quality",
                 "methods": ["GET", "HEAD"],
-                "description": "Measurements as a JSON array ordered by time_instant, then id_entity; streamed.",
+                "description": "Measurements as a JSON array ordered by time_instant, then id_entity; streamed. ETag, Last-Modified and conditional requests (304) supported.",
                 "parameters": {
                     "id_entity": format!("a station id, or up to {MAX_STATIONS} comma-separated"),
                     "from": "ISO 8601 date or date-time, inclusive (UTC unless an offset is given)",
@@ -27,5 +29,9 @@ pub(super) async fn describe() -> Json<Value> {
             { "path": "/readyz", "methods": ["GET"], "description": "readiness: 200 when the database answers" },
             { "path": "/metrics", "methods": ["GET"], "description": "Prometheus metrics" }
         ]
-    }))
+    }));
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        description,
+    )
 }

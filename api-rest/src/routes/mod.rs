@@ -4,6 +4,8 @@ mod air_quality;
 mod health;
 mod index;
 
+use std::sync::Arc;
+
 use axum::extract::{FromRef, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +23,8 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     pub max_limit: u64,
     pub readiness_timeout: std::time::Duration,
+    /// `Cache-Control` of `/air_quality`, e.g. `public, max-age=30`.
+    pub cache_control: Arc<str>,
 }
 
 impl FromRef<AppState> for Metrics {

@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use integration_tests::process::{free_port, wait_for_port};
+use integration_tests::process::{KillOnDrop, free_port, wait_for_port};
 use integration_tests::{RedisServer, binary};
 
 /// Runs a binary with only these variables set.
@@ -53,19 +53,21 @@ fn the_healthcheck_subcommand_probes_the_local_service_and_sigterm_stops_it() {
     let port = free_port();
     let port_text = port.to_string();
     let redis_port = RedisServer::shared().port().to_string();
-    let mut server = Command::new(binary("api-cache"))
-        .env_clear()
-        .envs([
-            ("API_CACHE_PORT", port_text.as_str()),
-            ("REDIS_HOST", "127.0.0.1"),
-            ("REDIS_PORT", redis_port.as_str()),
-            ("BACKEND_HOST", "127.0.0.1"),
-            ("BIND_ADDRESS", "127.0.0.1"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(
+        Command::new(binary("api-cache"))
+            .env_clear()
+            .envs([
+                ("API_CACHE_PORT", port_text.as_str()),
+                ("REDIS_HOST", "127.0.0.1"),
+                ("REDIS_PORT", redis_port.as_str()),
+                ("BACKEND_HOST", "127.0.0.1"),
+                ("BIND_ADDRESS", "127.0.0.1"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_for_port(port, Duration::from_secs(10)));
     let healthy = run(
         "api-cache",
@@ -79,10 +81,10 @@ fn the_healthcheck_subcommand_probes_the_local_service_and_sigterm_stops_it() {
     );
 
     Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
-    let status = server.wait().unwrap();
+    let status = server.0.wait().unwrap();
     assert!(status.success(), "SIGTERM is a clean stop, got {status}");
 
     let unhealthy = run(

@@ -23,7 +23,8 @@ async fn get(stack: &Stack, path: &str) -> (String, reqwest::header::HeaderMap, 
 
 #[tokio::test]
 async fn the_original_scenario_miss_then_hit_then_miss_after_the_ttl() {
-    let stack = Stack::spawn(&[("CACHE_TTL_SECONDS", "1")]).await;
+    // api-rest declares the freshness (RESPONSE_MAX_AGE_SECONDS); 1 s here.
+    let stack = Stack::spawn_with(&[("RESPONSE_MAX_AGE_SECONDS", "1")], &[]).await;
 
     let (first, headers, body) = get(&stack, "/air_quality").await;
     assert_eq!(first, "MISS");
@@ -44,16 +45,33 @@ async fn the_original_scenario_miss_then_hit_then_miss_after_the_ttl() {
     assert!(rows.len() > 8000);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (third, _, _) = get(&stack, "/air_quality").await;
-    assert_eq!(third, "MISS", "the entry expired after CACHE_TTL_SECONDS");
+    let (third, headers, again) = get(&stack, "/air_quality").await;
+    assert_eq!(third, "MISS", "the entry expired after its max-age");
     assert_eq!(stack.backend_requests().await, 2.0);
+    // Nothing changed in the data: api-rest answered 304 and sent no body.
+    let status = headers["cache-status"].to_str().unwrap();
+    assert!(
+        status.starts_with("api-cache; fwd=stale; fwd-status=304; stored"),
+        "{status}"
+    );
+    assert_eq!(again, body);
+    assert_eq!(
+        stack
+            .rest
+            .metric(
+                "http_requests_total",
+                &[("route", "/air_quality"), ("status", "304")]
+            )
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn entries_are_stored_under_a_prefixed_stable_digest_with_the_ttl() {
     let stack = Stack::spawn(&[
         ("CACHE_KEY_PREFIX", "ttl-check"),
-        ("CACHE_TTL_SECONDS", "30"),
+        ("CACHE_GRACE_SECONDS", "0"),
     ])
     .await;
     get(&stack, "/air_quality?limit=3").await;
@@ -64,7 +82,10 @@ async fn entries_are_stored_under_a_prefixed_stable_digest_with_the_ttl() {
     assert_eq!(digest.len(), 32);
     assert!(digest.chars().all(|c| c.is_ascii_hexdigit()));
     let ttl: i64 = redis.ttl(&keys[0]).await.unwrap();
-    assert!((1..=30).contains(&ttl), "TTL {ttl}");
+    assert!(
+        (1..=30).contains(&ttl),
+        "TTL {ttl}: api-rest's max-age=30, no grace"
+    );
 }
 
 #[tokio::test]
@@ -165,7 +186,7 @@ async fn head_is_answered_from_the_get_entry() {
 }
 
 #[tokio::test]
-async fn other_methods_are_refused_with_allow() {
+async fn other_methods_reach_api_rest_which_refuses_them_with_allow() {
     let stack = Stack::spawn(&[]).await;
     for method in [
         reqwest::Method::POST,
@@ -185,8 +206,20 @@ async fn other_methods_are_refused_with_allow() {
             response.headers()["content-type"],
             "application/problem+json"
         );
+        assert_eq!(x_cache(&response), "BYPASS");
+        assert_eq!(
+            response.headers()["cache-status"],
+            "api-cache; fwd=method; fwd-status=405"
+        );
     }
-    assert_eq!(stack.backend_requests().await, 0.0);
+    let refused = stack
+        .rest
+        .metric(
+            "http_requests_total",
+            &[("route", "/air_quality"), ("status", "405")],
+        )
+        .await;
+    assert_eq!(refused, 3.0, "api-rest itself answers 405");
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use integration_tests::process::{free_port, wait_for_port};
+use integration_tests::process::{KillOnDrop, free_port, wait_for_port};
 use integration_tests::{PostgresServer, binary, repo_root};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -510,13 +510,16 @@ async fn initialise_and_serve(initdb: &Path) {
     assert!(log.contains("ignoring") || !log.contains(".csv"), "{log}");
 
     let port = free_port();
-    let mut api = Command::new(binary("api-rest"))
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("API_REST_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _api = KillOnDrop(
+        Command::new(binary("api-rest"))
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("API_REST_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_for_port(port, Duration::from_secs(10)));
     let client = reqwest::Client::new();
     let rows: Vec<serde_json::Value> = client
@@ -533,8 +536,6 @@ async fn initialise_and_serve(initdb: &Path) {
         .await
         .unwrap()
         .status();
-    let _ = api.kill();
-    let _ = api.wait();
     assert_eq!(
         rows.len(),
         read("postgres/air_quality.csv").lines().count() - 1

@@ -8,6 +8,7 @@
 mod binaries;
 mod cache;
 mod deployment;
+mod http_cache;
 mod init_script;
 mod repository;
 mod rest;

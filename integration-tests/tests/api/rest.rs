@@ -220,8 +220,9 @@ async fn the_service_describes_itself_and_reports_health_and_metrics() {
     );
     assert_eq!(rest.get("/healthz").await.status(), 200);
     assert_eq!(rest.get("/readyz").await.status(), 200);
-    rest.get("/air_quality?limit=1").await;
-    rest.get("/air_quality?limit=0").await;
+    // Read the bodies: rows are counted as they are streamed.
+    rest.get("/air_quality?limit=1").await.text().await.unwrap();
+    rest.get("/air_quality?limit=0").await.text().await.unwrap();
     let metrics = rest.metrics().await;
     let count = |labels: &[(&str, &str)]| {
         integration_tests::metrics::sample(&metrics, "http_requests_total", labels)
@@ -387,4 +388,117 @@ async fn rows_are_streamed_while_the_query_still_runs() {
     }
     let rows: Vec<Value> = serde_json::from_slice(&body).unwrap();
     assert_eq!(rows.len() as u64, loaded);
+}
+
+async fn insert_row(db: &integration_tests::TestDatabase, time: &str) {
+    let mut admin = db.admin().await;
+    sqlx::query("INSERT INTO api.air_quality_measurements (time_instant, id_entity, so2) VALUES ($1::timestamp, 'aq_new', 1.5)")
+        .bind(time)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn validators_come_from_the_data_version_and_304s_read_no_rows() {
+    let db = PostgresServer::shared().create_database();
+    let rest = spawn_rest(db.rest_env()).await;
+    let response = rest.get("/air_quality?id_entity=aq_jaen&limit=5").await;
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    let modified = response.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        etag.starts_with('"') && !etag.starts_with("W/"),
+        "a strong ETag: {etag}"
+    );
+    assert_eq!(response.headers()["cache-control"], "public, max-age=30");
+    response.text().await.unwrap();
+    let streamed = rest.metric("api_rest_rows_streamed_total", &[]).await;
+
+    // The same query spelled differently has the same validator.
+    let same = rest.get("/air_quality?limit=5&id_entity=aq_jaen").await;
+    assert_eq!(same.headers()["etag"].to_str().unwrap(), etag);
+    same.text().await.unwrap();
+    let other = rest.get("/air_quality?id_entity=aq_jaen&limit=6").await;
+    assert_ne!(other.headers()["etag"].to_str().unwrap(), etag);
+    other.text().await.unwrap();
+    let streamed = streamed + 5.0 + 6.0;
+
+    for (name, value) in [
+        ("if-none-match", etag.as_str()),
+        ("if-modified-since", modified.as_str()),
+    ] {
+        let response = rest
+            .client()
+            .get(rest.url("/air_quality?id_entity=aq_jaen&limit=5"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 304, "{name}");
+        assert_eq!(response.headers()["etag"].to_str().unwrap(), etag);
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
+    assert_eq!(
+        rest.metric("api_rest_rows_streamed_total", &[]).await,
+        streamed,
+        "a 304 streams no row"
+    );
+
+    // A change to the table is a new version: the old validator no longer matches.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    insert_row(&db, "2016-10-01 00:30:00").await;
+    let response = rest
+        .client()
+        .get(rest.url("/air_quality?id_entity=aq_jaen&limit=5"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_ne!(response.headers()["etag"].to_str().unwrap(), etag);
+    assert_ne!(
+        response.headers()["last-modified"].to_str().unwrap(),
+        modified
+    );
+    let head = rest
+        .client()
+        .head(rest.url("/air_quality"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().contains_key("etag"));
+}
+
+#[tokio::test]
+async fn a_data_change_reaches_cache_clients_at_the_next_revalidation() {
+    let stack =
+        integration_tests::apps::Stack::spawn_with(&[("RESPONSE_MAX_AGE_SECONDS", "1")], &[]).await;
+    let before: Vec<Value> = stack
+        .cache
+        .get("/air_quality?from=2016-10-01&to=2016-10-01T01:00:00")
+        .await
+        .json()
+        .await
+        .unwrap();
+    insert_row(&stack.db, "2016-10-01 00:30:00").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let response = stack
+        .cache
+        .get("/air_quality?from=2016-10-01&to=2016-10-01T01:00:00")
+        .await;
+    let status = response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        status.starts_with("api-cache; fwd=stale; fwd-status=200; stored"),
+        "{status}"
+    );
+    let after: Vec<Value> = response.json().await.unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.iter().any(|r| r["id_entity"] == "aq_new"));
 }

@@ -1,0 +1,134 @@
+//! `Vary` (RFC 9111 section 4.1): a stored response is reused only for requests
+//! whose varied header fields match those of the request that fetched it, and
+//! each variant is stored under its own key.
+//!
+//! `Accept-Encoding` is not part of a variant: this cache fetches one identity
+//! representation and negotiates the content coding itself (see `encoding`).
+
+use http::HeaderMap;
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::key::CacheKey;
+
+/// The varied header names of a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vary {
+    /// `Vary: *`: no request can be known to match; never stored.
+    Any,
+    /// Lower-case names, sorted, without `accept-encoding`.
+    Names(Vec<String>),
+}
+
+impl Vary {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let mut names = Vec::new();
+        for value in headers.get_all(http::header::VARY).iter() {
+            let Ok(value) = value.to_str() else { continue };
+            for name in value.split(',').map(|n| n.trim().to_ascii_lowercase()) {
+                if name == "*" {
+                    return Self::Any;
+                }
+                if !name.is_empty() && name != "accept-encoding" && !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        Self::Names(names)
+    }
+
+    pub fn names(&self) -> &[String] {
+        match self {
+            Self::Any => &[],
+            Self::Names(names) => names,
+        }
+    }
+}
+
+/// The request's value for each varied name: lines combined, whitespace
+/// collapsed; `None` when the request does not send the field.
+pub fn request_values(names: &[String], request: &HeaderMap) -> Vec<(String, Option<String>)> {
+    names
+        .iter()
+        .map(|name| {
+            let lines: Vec<&str> = request
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let value = (!lines.is_empty()).then(|| {
+                lines
+                    .join(", ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// The key of the variant selected by `values`, next to the URL's own key.
+pub fn variant_key(primary: &CacheKey, values: &[(String, Option<String>)]) -> CacheKey {
+    let mut text = String::new();
+    for (name, value) in values {
+        text.push_str(name);
+        match value {
+            Some(value) => {
+                text.push('=');
+                text.push_str(value);
+            }
+            // Absent differs from present-but-empty.
+            None => text.push('\u{0}'),
+        }
+        text.push('\n');
+    }
+    CacheKey::derived(primary, &format!("v:{:032x}", xxh3_128(text.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::key::NormalizedTarget;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn names_are_normalised_and_accept_encoding_is_ours() {
+        let vary = Vary::from_headers(&headers(&[
+            ("vary", "Accept-Language, accept-encoding"),
+            ("vary", "X-Tenant, accept-language"),
+        ]));
+        assert_eq!(
+            vary,
+            Vary::Names(vec!["accept-language".into(), "x-tenant".into()])
+        );
+        assert_eq!(
+            Vary::from_headers(&headers(&[("vary", "Origin, *")])),
+            Vary::Any
+        );
+        assert_eq!(Vary::from_headers(&HeaderMap::new()), Vary::Names(vec![]));
+    }
+
+    #[test]
+    fn variants_differ_by_value_and_by_absence() {
+        let primary = CacheKey::new("p", &NormalizedTarget::new("/x", None));
+        let names = vec!["accept-language".to_owned()];
+        let key = |h: &HeaderMap| variant_key(&primary, &request_values(&names, h));
+        let fr = key(&headers(&[("accept-language", "fr")]));
+        assert_eq!(fr, key(&headers(&[("accept-language", " fr ")])));
+        assert_ne!(fr, key(&headers(&[("accept-language", "de")])));
+        assert_ne!(
+            key(&HeaderMap::new()),
+            key(&headers(&[("accept-language", "")]))
+        );
+        assert!(fr.as_str().starts_with(primary.as_str()));
+    }
+}
