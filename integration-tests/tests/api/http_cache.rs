@@ -343,10 +343,10 @@ async fn revalidating_origin(body_size: usize, max_age: &'static str) -> TestOri
 
 #[tokio::test]
 async fn a_stale_entry_is_revalidated_and_a_304_transfers_no_body() {
-    let origin = revalidating_origin(5000, "max-age=1").await;
+    let origin = revalidating_origin(5000, "max-age=2").await;
     let cache = cache_in_front_of(&origin, &[]).await;
     let (_, _, first) = get(&cache, "/r", &[]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     let (status, headers, again) = get(&cache, "/r", &[]).await;
     assert_eq!(status, 200);
     assert_eq!(again, first, "the stored body, refreshed");
@@ -471,21 +471,25 @@ async fn age_counts_the_origins_age_and_the_time_stored() {
     let cache = cache_in_front_of(&origin, &[]).await;
     let (_, first, _) = get(&cache, "/x", &[]).await;
     let first_age: u64 = header(&first, "age").parse().unwrap();
-    assert!((10..=11).contains(&first_age), "{first_age}");
+    assert!(first_age >= 10, "the origin's Age counts: {first_age}");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (_, later, _) = get(&cache, "/x", &[]).await;
     let later_age: u64 = header(&later, "age").parse().unwrap();
     assert!(
-        (12..=14).contains(&later_age),
-        "Age {later_age} after two seconds stored"
+        later_age >= first_age + 2,
+        "Age {later_age} grows with the time stored"
     );
+    // Age and the remaining freshness add up to the origin's max-age.
     let ttl: i64 = header(&later, "cache-status")
         .rsplit("ttl=")
         .next()
         .unwrap()
         .parse()
         .unwrap();
-    assert!((86..=88).contains(&ttl), "remaining freshness {ttl}");
+    assert!(
+        (ttl + later_age as i64 - 100).abs() <= 1,
+        "ttl {ttl} + age {later_age}"
+    );
 }
 
 #[tokio::test]
@@ -494,11 +498,9 @@ async fn cache_status_and_x_cache_tell_hit_miss_and_bypass() {
     let cache = cache_in_front_of(&origin, &[]).await;
     let (_, miss, _) = get(&cache, "/x", &[]).await;
     let status = header(&miss, "cache-status");
-    assert!(
-        status == "api-cache; fwd=uri-miss; fwd-status=200; stored; ttl=60"
-            || status.ends_with("ttl=59"),
-        "{status}"
-    );
+    let (fixed, ttl) = status.rsplit_once("; ttl=").unwrap();
+    assert_eq!(fixed, "api-cache; fwd=uri-miss; fwd-status=200; stored");
+    assert!((50..=60).contains(&ttl.parse::<i64>().unwrap()), "{status}");
     assert_eq!(header(&miss, "x-cache"), "MISS");
     let (_, hit, _) = get(&cache, "/x", &[]).await;
     assert!(
