@@ -108,9 +108,13 @@ INSERT INTO :"schema".air_quality_data_version (version, changed_at)
 
 SET search_path = :"schema";
 -- Statement-level, and only when the statement changed rows (a re-run of this
--- script inserts nothing and bumps nothing).
+-- script inserts nothing and bumps nothing). The new version is also sent with
+-- NOTIFY air_quality_changed, delivered when the transaction commits: api-rest
+-- listens and tells every api-cache replica at once.
 CREATE OR REPLACE FUNCTION air_quality_bump_version() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS \$body\$
+DECLARE
+    new_version bigint;
 BEGIN
     -- TRUNCATE has no transition table: test it apart.
     IF TG_OP <> 'TRUNCATE' THEN
@@ -118,7 +122,9 @@ BEGIN
             RETURN NULL;
         END IF;
     END IF;
-    UPDATE air_quality_data_version SET version = version + 1, changed_at = now();
+    UPDATE air_quality_data_version SET version = version + 1, changed_at = now()
+        RETURNING version INTO new_version;
+    PERFORM pg_notify('air_quality_changed', new_version::text);
     RETURN NULL;
 END
 \$body\$;

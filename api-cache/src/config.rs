@@ -44,18 +44,58 @@ pub struct Config {
     #[serde(default)]
     pub redis_db: i64,
     /// `REDIS_TIMEOUT_MS`: the longest one Redis operation may take before the
-    /// request is answered without the cache (`X-Cache: BYPASS`). Default 250.
+    /// request is answered without Redis. Default 50.
     #[serde(default = "default_redis_timeout")]
     pub redis_timeout_ms: u64,
+    /// `REDIS_TLS`: `true` to connect with TLS (`rediss://`). Default `false`.
+    #[serde(default)]
+    pub redis_tls: bool,
+    /// `REDIS_TLS_CA_FILE`: a PEM file of CA certificates to trust for Redis' TLS
+    /// certificate. Optional; without it the system's roots are trusted.
+    #[serde(default)]
+    pub redis_tls_ca_file: Option<String>,
+    /// `REDIS_BREAKER_FAILURES`: consecutive failed Redis operations that open the
+    /// circuit breaker. Default 3.
+    #[serde(default = "default_breaker_failures")]
+    pub redis_breaker_failures: u32,
+    /// `REDIS_BREAKER_COOLDOWN_MS`: how long an open breaker skips Redis before one
+    /// probe is tried. Default 1000.
+    #[serde(default = "default_breaker_cooldown")]
+    pub redis_breaker_cooldown_ms: u64,
     /// `CACHE_TTL_SECONDS`: the freshness lifetime of a response whose origin
     /// declares none (no `Cache-Control` max-age/s-maxage, no `Expires`).
     /// Default 30; 0 keeps only what origins declare (strict RFC 9111).
     #[serde(default = "default_ttl")]
     pub cache_ttl_seconds: u64,
     /// `CACHE_GRACE_SECONDS`: how long an entry stays in Redis after it goes
-    /// stale, so it can be revalidated (a 304 instead of a new body). Default 300.
+    /// stale: to be revalidated (a 304 instead of a new body), and to be served
+    /// when the origin is down, times out or fails (stale-if-error) unless the
+    /// origin's directives say otherwise. Default 300.
     #[serde(default = "default_grace")]
     pub cache_grace_seconds: u64,
+    /// `CACHE_STALE_WHILE_REVALIDATE_SECONDS`: serve a stale entry this long past
+    /// its freshness while it is refreshed in the background; the origin's
+    /// `stale-while-revalidate` overrides it. Default 0 (off).
+    #[serde(default)]
+    pub cache_stale_while_revalidate_seconds: u64,
+    /// `CACHE_LOCAL_MAX_BYTES`: the in-process tier's size; 0 disables it.
+    /// Default 64 MiB.
+    #[serde(default = "default_local_max_bytes")]
+    pub cache_local_max_bytes: u64,
+    /// `CACHE_LOCK_TTL_MS`: how long a replica's fill lock lasts: other replicas
+    /// wait for its fill at most this long (a crashed holder blocks no longer).
+    /// Default 15000.
+    #[serde(default = "default_lock_ttl")]
+    pub cache_lock_ttl_ms: u64,
+    /// `CACHE_PURGE_TOKEN`: the bearer token of `POST /_cache/purge`; the
+    /// endpoint is disabled (404) while it is unset.
+    #[serde(default)]
+    pub cache_purge_token: Option<SecretString>,
+    /// `BACKEND_CHANGES_PATH`: the origin's data-change feed (server-sent
+    /// events of the data version), followed to retire outdated entries at once.
+    /// Default `/changes`; empty disables it.
+    #[serde(default = "default_changes_path")]
+    pub backend_changes_path: String,
     /// `CACHE_KEY_PREFIX`: the prefix of every Redis key (`<prefix>:<digest>`). Default `api-cache`.
     #[serde(default = "default_prefix")]
     pub cache_key_prefix: String,
@@ -98,7 +138,22 @@ fn default_redis_port() -> u16 {
     6379
 }
 fn default_redis_timeout() -> u64 {
-    250
+    50
+}
+fn default_breaker_failures() -> u32 {
+    3
+}
+fn default_breaker_cooldown() -> u64 {
+    1000
+}
+fn default_local_max_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_lock_ttl() -> u64 {
+    15_000
+}
+fn default_changes_path() -> String {
+    "/changes".into()
 }
 fn default_ttl() -> u64 {
     30
@@ -131,6 +186,14 @@ impl Config {
     pub fn validate(mut self) -> Result<Self, ConfigError> {
         use secrecy::ExposeSecret;
         self.redis_username = non_empty(self.redis_username.take());
+        self.redis_tls_ca_file = non_empty(self.redis_tls_ca_file.take());
+        if self
+            .cache_purge_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().is_empty())
+        {
+            self.cache_purge_token = None;
+        }
         if self
             .redis_password
             .as_ref()
@@ -176,6 +239,9 @@ impl Config {
     }
     pub fn backend_connect_timeout(&self) -> Duration {
         Duration::from_millis(self.backend_connect_timeout_ms)
+    }
+    pub fn lock_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_lock_ttl_ms)
     }
     pub fn coalesce_wait(&self) -> Duration {
         Duration::from_millis(self.cache_coalesce_wait_ms)

@@ -118,9 +118,15 @@ impl Origin {
             request_time,
             response_time,
         };
-        if response
-            .content_length()
-            .is_some_and(|length| length > self.max_body_bytes as u64)
+        // Too large to hold, or endless (server-sent events): passed through as it streams.
+        let event_stream = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if event_stream
+            || response
+                .content_length()
+                .is_some_and(|length| length > self.max_body_bytes as u64)
         {
             return Ok(done(OriginBody::TooLarge {
                 head: Bytes::new(),

@@ -10,10 +10,13 @@ use tokio::net::TcpListener;
 
 use crate::cache::coalesce::Coalescer;
 use crate::cache::policy::Policy;
+use crate::changes::{Generation, spawn_follower};
 use crate::config::Config;
 use crate::origin::Origin;
 use crate::routes::{AppState, router};
-use crate::store::{RedisStore, StoreError};
+use crate::storage::Storage;
+use crate::storage::local::LocalCache;
+use crate::storage::redis::{RedisStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -39,8 +42,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config, runtime: RuntimeConfig) -> Result<Self, StartupError> {
+        let metrics = Metrics::new();
+        let redis = RedisStore::connect_lazy(&config, metrics.clone())?;
+        let local = LocalCache::new(config.cache_local_max_bytes);
         let state = AppState {
-            redis: RedisStore::connect_lazy(&config)?,
+            storage: Storage::new(redis, local, &config.cache_key_prefix, metrics.clone()),
             origin: Origin::new(&config)?,
             flights: Coalescer::new(config.cache_coalesce_max_waiters),
             policy: Policy {
@@ -48,12 +54,26 @@ impl Application {
                 grace: Duration::from_secs(config.cache_grace_seconds),
                 max_body_bytes: config.cache_max_body_bytes,
                 compress: config.cache_compression == "gzip",
+                stale_while_revalidate: Duration::from_secs(
+                    config.cache_stale_while_revalidate_seconds,
+                ),
             },
             key_prefix: Arc::from(config.cache_key_prefix.as_str()),
             coalesce_wait: config.coalesce_wait(),
-            metrics: Metrics::new(),
+            lock_ttl: config.lock_ttl(),
+            generation: Generation::default(),
+            purge_token: config.cache_purge_token.clone().map(Arc::new),
+            metrics,
             lifecycle: Lifecycle::new(),
         };
+        state.storage.start(state.lifecycle.stopped());
+        if !config.backend_changes_path.is_empty() {
+            let url = format!(
+                "http://{}:{}{}",
+                config.backend_host, config.backend_port, config.backend_changes_path
+            );
+            spawn_follower(url, state.generation.clone(), state.lifecycle.stopped());
+        }
         let address = SocketAddr::new(runtime.bind_address, config.api_cache_port);
         let listener = TcpListener::bind(address)
             .await

@@ -7,6 +7,7 @@
 //! - [`routes`]: HTTP handlers; [`error`]: how failures become problem+json.
 //! - [`startup`]: wiring it together on a listener.
 
+pub mod changes;
 pub mod config;
 pub mod error;
 pub mod measurement;

@@ -49,6 +49,7 @@ impl Application {
             max_limit: config.query_max_limit,
             readiness_timeout: config.readiness_timeout(),
             cache_control: config.cache_control().into(),
+            versions: crate::changes::DataVersions::default(),
         };
         Ok(Self {
             listener,
@@ -69,6 +70,11 @@ impl Application {
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let lifecycle = self.state.lifecycle.clone();
+        crate::changes::spawn_listener(
+            store.clone(),
+            self.state.versions.clone(),
+            lifecycle.stopped(),
+        );
         let result = lifecycle::serve(
             self.listener,
             router(self.state),

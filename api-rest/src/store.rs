@@ -78,6 +78,18 @@ impl Store {
         })
     }
 
+    /// The pool, for the data-change listener's connection.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The data version now.
+    pub async fn current_version(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT version FROM air_quality_data_version")
+            .fetch_one(&self.pool)
+            .await
+    }
+
     /// Succeeds when the database answers a read of the table within `timeout`:
     /// that proves the server, the credentials, the schema and the grant.
     pub async fn ping(&self, timeout: Duration) -> Result<(), sqlx::Error> {
@@ -106,6 +118,21 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Every station in the table, in order: a loose index scan over the
+    /// primary key (one index probe per station, whatever the row count).
+    pub async fn stations(&mut self) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "WITH RECURSIVE stations(id) AS ( \
+                 SELECT min(id_entity) FROM air_quality_measurements \
+                 UNION ALL \
+                 SELECT (SELECT min(id_entity) FROM air_quality_measurements WHERE id_entity > stations.id) \
+                 FROM stations WHERE stations.id IS NOT NULL \
+             ) SELECT id FROM stations WHERE id IS NOT NULL",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+    }
+
     /// The measurements matching `query`, read from the database as the caller
     /// consumes them (never all in memory). Ordered by time, then station.
     pub fn measurements(

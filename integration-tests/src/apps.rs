@@ -22,6 +22,8 @@ pub fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 #[derive(Debug)]
 pub struct Running {
     pub port: u16,
+    /// api-cache's `CACHE_KEY_PREFIX` (empty for api-rest).
+    key_prefix: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     http: reqwest::Client,
@@ -36,6 +38,7 @@ impl Running {
         let task = tokio::spawn(run(stopped));
         Self {
             port,
+            key_prefix: String::new(),
             stop: Some(stop),
             task: Some(task),
             http: reqwest::Client::builder()
@@ -59,6 +62,11 @@ impl Running {
 
     pub fn client(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The key prefix of an api-cache (to start more replicas sharing its keys).
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
     }
 
     /// The service's `/metrics` text.
@@ -148,14 +156,17 @@ pub async fn spawn_cache(env: Vec<(String, String)>) -> TestCache {
     let config = from_vars::<api_cache::Config, _>(dedup(env))
         .and_then(api_cache::Config::validate)
         .expect("api-cache configuration");
+    let key_prefix = config.cache_key_prefix.clone();
     let app = api_cache::Application::build(config, RuntimeConfig::for_tests())
         .await
         .expect("api-cache failed to start");
-    Running::new(app.port(), |stopped| {
+    let mut running = Running::new(app.port(), |stopped| {
         app.run_until_stopped(async {
             let _ = stopped.await;
         })
-    })
+    });
+    running.key_prefix = key_prefix;
+    running
 }
 
 /// Keeps the last value of each variable, as a shell would.

@@ -38,6 +38,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// Answer only after this long (a slow origin).
+    pub delay: std::time::Duration,
 }
 
 impl Reply {
@@ -46,6 +48,7 @@ impl Reply {
             status: 200,
             headers: Vec::new(),
             body: body.into(),
+            delay: std::time::Duration::ZERO,
         }
     }
 
@@ -54,7 +57,13 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Bytes::new(),
+            delay: std::time::Duration::ZERO,
         }
+    }
+
+    pub fn delayed(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -100,6 +109,9 @@ async fn answer(State(shared): State<Shared>, request: Request) -> Response {
         body,
     };
     let reply = (shared.handler)(&recorded);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
     shared
         .log
         .lock()

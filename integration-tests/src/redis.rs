@@ -12,6 +12,8 @@ use crate::process::{Launch, Supervised, find_program, free_port, wait_for_port}
 pub struct RedisServer {
     port: u16,
     password: Option<String>,
+    /// With TLS: the CA certificate clients must trust.
+    tls_ca: Option<PathBuf>,
     program: PathBuf,
     dir: PathBuf,
     process: Option<Supervised>,
@@ -36,7 +38,23 @@ impl RedisServer {
         Self::create(false, Some(password.to_owned()))
     }
 
+    /// A server of the calling test's own that speaks only TLS (a certificate for
+    /// 127.0.0.1 signed by a throwaway CA, see [`RedisServer::tls_ca`]) and
+    /// requires AUTH with `password`.
+    pub fn start_tls(password: &str) -> Self {
+        Self::create_with(false, Some(password.to_owned()), true)
+    }
+
+    /// The CA certificate (PEM) of a TLS server.
+    pub fn tls_ca(&self) -> Option<&std::path::Path> {
+        self.tls_ca.as_deref()
+    }
+
     fn create(shared: bool, password: Option<String>) -> Self {
+        Self::create_with(shared, password, false)
+    }
+
+    fn create_with(shared: bool, password: Option<String>, tls: bool) -> Self {
         let program = find_program("redis-server", &[])
             .expect("redis-server not found: install redis-server");
         let temp = tempfile::Builder::new()
@@ -50,9 +68,11 @@ impl RedisServer {
         } else {
             Some(temp)
         };
+        let tls_ca = tls.then(|| make_certificates(&dir));
         let mut server = Self {
             port: free_port(),
             password,
+            tls_ca,
             program,
             dir,
             process: None,
@@ -66,9 +86,28 @@ impl RedisServer {
     /// Starts the server (again) on the same port; it starts empty.
     pub fn start_again(&mut self) {
         assert!(self.process.is_none(), "redis is already running");
+        let (plain_port, tls_args) = match &self.tls_ca {
+            Some(ca) => {
+                let file = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
+                let args = vec![
+                    "--tls-port".to_owned(),
+                    self.port.to_string(),
+                    "--tls-cert-file".to_owned(),
+                    file("server.pem"),
+                    "--tls-key-file".to_owned(),
+                    file("server.key"),
+                    "--tls-ca-cert-file".to_owned(),
+                    ca.to_string_lossy().into_owned(),
+                    "--tls-auth-clients".to_owned(),
+                    "no".to_owned(),
+                ];
+                ("0".to_owned(), args)
+            }
+            None => (self.port.to_string(), Vec::new()),
+        };
         let mut args: Vec<String> = [
             "--port",
-            &self.port.to_string(),
+            &plain_port,
             "--bind",
             "127.0.0.1",
             "--save",
@@ -84,6 +123,7 @@ impl RedisServer {
         if let Some(password) = &self.password {
             args.extend(["--requirepass".to_owned(), password.clone()]);
         }
+        args.extend(tls_args);
         let log = self.dir.join("redis.log");
         let process = Supervised::spawn(&Launch {
             program: &self.program,
@@ -125,6 +165,95 @@ impl RedisServer {
             .await
             .expect("connect to redis")
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 (openssl), in `dir`; returns the CA's path.
+fn make_certificates(dir: &std::path::Path) -> PathBuf {
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl not found: install openssl");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=air-quality-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write san.cnf");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+    ]);
+    dir.join("ca.pem")
+}
+
+/// The keys holding entries (or Vary indexes) under `prefix`: tag sets, locks
+/// and variant sets left out. Writes to Redis happen in the background, so this
+/// waits up to two seconds for at least `at_least` of them.
+pub async fn entry_keys(
+    connection: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    at_least: usize,
+) -> Vec<String> {
+    use redis::AsyncCommands;
+    let mut keys = Vec::new();
+    for _ in 0..40 {
+        let all: Vec<String> = connection.keys(format!("{prefix}:*")).await.expect("KEYS");
+        keys = all
+            .into_iter()
+            .filter(|k| !k.contains(":tag:") && !k.ends_with(":lock") && !k.ends_with(":variants"))
+            .collect();
+        keys.sort();
+        if keys.len() >= at_least {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    keys
 }
 
 impl Drop for RedisServer {

@@ -45,6 +45,10 @@ pub struct StoredResponse {
     pub vary: Vec<(String, Option<String>)>,
     /// `public` or `s-maxage`: may answer requests carrying credentials.
     pub shared_with_credentials: bool,
+    /// The origin's data version this cache knew when it sent the request.
+    /// An entry older than the version known now is outdated, whatever its TTL.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// A value found under a key.
@@ -184,6 +188,7 @@ mod tests {
                 ("x-tenant".into(), None),
             ],
             shared_with_credentials: false,
+            generation: 3,
         }
     }
 

@@ -176,6 +176,32 @@ pub fn reuse(
     }
 }
 
+/// How long past its freshness a stored response may be served when the origin
+/// fails (RFC 5861 `stale-if-error`): the origin's own directive if it sent one,
+/// else `default` (the grace period); never after `must-revalidate` or
+/// `no-cache` without an explicit `stale-if-error`.
+pub fn stale_if_error_window(stored: &CacheControl, default: Duration) -> Option<Duration> {
+    if let Some(seconds) = stored.stale_if_error {
+        return Some(Duration::from_secs(seconds));
+    }
+    if stored.must_revalidate || stored.no_cache {
+        return None;
+    }
+    Some(default)
+}
+
+/// How long past its freshness a stored response may be served while it is
+/// refreshed in the background (RFC 5861 `stale-while-revalidate`): the
+/// origin's directive, else `default` (zero unless configured).
+pub fn stale_while_revalidate_window(stored: &CacheControl, default: Duration) -> Duration {
+    if stored.must_revalidate || stored.no_cache {
+        return Duration::ZERO;
+    }
+    stored
+        .stale_while_revalidate
+        .map_or(default, Duration::from_secs)
+}
+
 mod epoch_millis {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -313,6 +339,49 @@ mod tests {
             ),
             Lifetime::Unknown,
             "no default for statuses that are not heuristically cacheable"
+        );
+    }
+
+    #[test]
+    fn stale_windows_follow_rfc_5861_and_the_grace_period() {
+        let grace = Duration::from_secs(300);
+        assert_eq!(
+            stale_if_error_window(&CacheControl::default(), grace),
+            Some(grace)
+        );
+        assert_eq!(
+            stale_if_error_window(&CacheControl::parse("stale-if-error=60"), grace),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            stale_if_error_window(&CacheControl::parse("must-revalidate"), grace),
+            None
+        );
+        assert_eq!(
+            stale_if_error_window(
+                &CacheControl::parse("must-revalidate, stale-if-error=10"),
+                grace
+            ),
+            Some(Duration::from_secs(10)),
+            "an explicit stale-if-error is the origin's permission"
+        );
+        assert_eq!(
+            stale_while_revalidate_window(&CacheControl::default(), Duration::ZERO),
+            Duration::ZERO
+        );
+        assert_eq!(
+            stale_while_revalidate_window(
+                &CacheControl::parse("stale-while-revalidate=30"),
+                Duration::ZERO
+            ),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            stale_while_revalidate_window(
+                &CacheControl::parse("no-cache, stale-while-revalidate=30"),
+                grace
+            ),
+            Duration::ZERO
         );
     }
 

@@ -35,6 +35,19 @@ impl NormalizedTarget {
     }
 }
 
+/// Every path prefix of `path` at segment boundaries, shortest first:
+/// `/a/b` gives `/`, `/a`, `/a/b` (the purge-by-prefix tags).
+pub fn path_prefixes(path: &str) -> Vec<String> {
+    let mut prefixes = vec!["/".to_owned()];
+    let mut current = String::new();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        current.push('/');
+        current.push_str(segment);
+        prefixes.push(current.clone());
+    }
+    prefixes
+}
+
 /// A Redis key for one normalized target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey(String);
@@ -48,6 +61,11 @@ impl CacheKey {
     /// A key next to `base` (`<base>:<suffix>`): its variants, its variant set.
     pub fn derived(base: &CacheKey, suffix: &str) -> Self {
         Self(format!("{}:{suffix}", base.0))
+    }
+
+    /// A key read back from Redis (a set member).
+    pub fn from_raw(key: String) -> Self {
+        Self(key)
     }
 
     pub fn as_str(&self) -> &str {
@@ -88,6 +106,13 @@ mod tests {
             key("/air_quality", Some("id_entity=aq_jaen%2Caq_salvia"))
         );
         assert_eq!(key("/air_quality", Some("")), key("/air_quality", None));
+    }
+
+    #[test]
+    fn path_prefixes_stop_at_segment_boundaries() {
+        assert_eq!(path_prefixes("/"), ["/"]);
+        assert_eq!(path_prefixes("/air_quality"), ["/", "/air_quality"]);
+        assert_eq!(path_prefixes("/a/b/"), ["/", "/a", "/a/b"]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! what may be stored ([`policy`]), and how concurrent misses share one origin
 //! request ([`coalesce`]).
 
+pub mod breaker;
 pub mod coalesce;
 pub mod directives;
 pub mod encoding;

@@ -6,7 +6,9 @@ use http::{HeaderMap, header};
 
 use super::directives::CacheControl;
 use super::encoding::Encoding;
-use super::freshness::{Lifetime, Timing, freshness_lifetime};
+use super::freshness::{
+    Lifetime, Timing, freshness_lifetime, stale_if_error_window, stale_while_revalidate_window,
+};
 use super::vary::Vary;
 
 /// The storage rules in force.
@@ -16,8 +18,12 @@ pub struct Policy {
     /// zero keeps only what the origin declares.
     pub default_ttl: Duration,
     /// `CACHE_GRACE_SECONDS`: how long an entry stays in Redis after it goes
-    /// stale, to be revalidated (a 304 instead of a new body).
+    /// stale: to be revalidated (a 304 instead of a new body) and served when
+    /// the origin fails (unless the origin's directives say otherwise).
     pub grace: Duration,
+    /// `CACHE_STALE_WHILE_REVALIDATE_SECONDS`: the default background-refresh
+    /// window (zero: off, so freshness stays exactly what it is).
+    pub stale_while_revalidate: Duration,
     /// `CACHE_MAX_BODY_BYTES`; larger bodies are passed through, not stored.
     pub max_body_bytes: usize,
     /// `CACHE_COMPRESSION=gzip`: store text bodies gzip-compressed.
@@ -38,6 +44,8 @@ pub enum NotStored {
     TooLarge,
     Encoding,
     NoFreshness,
+    /// Another request for the same response is storing it.
+    Concurrent,
 }
 
 impl NotStored {
@@ -55,6 +63,7 @@ impl NotStored {
             Self::TooLarge => "too-large",
             Self::Encoding => "encoding",
             Self::NoFreshness => "no-freshness",
+            Self::Concurrent => "concurrent-fetch",
         }
     }
 }
@@ -125,13 +134,21 @@ impl Policy {
         let lifetime = freshness_lifetime(status, &cc, headers, timing, self.default_ttl);
         let has_validators =
             headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
+        // Kept past freshness for the longest stale use allowed.
+        let stale_use = self
+            .grace
+            .max(stale_if_error_window(&cc, self.grace).unwrap_or_default())
+            .max(stale_while_revalidate_window(
+                &cc,
+                self.stale_while_revalidate,
+            ));
         let keep = match lifetime {
             Lifetime::Unknown => return Err(NotStored::NoFreshness),
             // Stale at once: worth keeping only to revalidate it.
-            _ if lifetime.duration().is_zero() && (!has_validators || self.grace.is_zero()) => {
+            _ if lifetime.duration().is_zero() && (!has_validators || stale_use.is_zero()) => {
                 return Err(NotStored::NoFreshness);
             }
-            _ => lifetime.duration() + self.grace,
+            _ => lifetime.duration() + stale_use,
         };
         Ok(Storable {
             lifetime,
@@ -153,6 +170,7 @@ mod tests {
         grace: Duration::from_secs(60),
         max_body_bytes: 100,
         compress: true,
+        stale_while_revalidate: Duration::ZERO,
     };
 
     fn timing() -> Timing {
@@ -276,6 +294,28 @@ mod tests {
             .shared_with_credentials
         );
         assert!(decide(&credentials, 200, &[("cache-control", "s-maxage=60")]).is_ok());
+    }
+
+    #[test]
+    fn entries_are_kept_for_the_longest_stale_use_allowed() {
+        let kept = decide(
+            &plain(),
+            200,
+            &[("cache-control", "max-age=10, stale-if-error=600")],
+        )
+        .unwrap();
+        assert_eq!(kept.redis_ttl, Duration::from_secs(610));
+        let kept = decide(
+            &plain(),
+            200,
+            &[("cache-control", "max-age=10, stale-while-revalidate=5")],
+        )
+        .unwrap();
+        assert_eq!(
+            kept.redis_ttl,
+            Duration::from_secs(70),
+            "the grace (60) is longer"
+        );
     }
 
     #[test]

@@ -98,6 +98,7 @@ mod tests {
             lifetime_ms: 10_000,
             vary: vec![],
             shared_with_credentials: false,
+            generation: 0,
         }
     }
 
@@ -126,6 +127,7 @@ mod tests {
             grace: Duration::ZERO,
             max_body_bytes: 100,
             compress: true,
+            stale_while_revalidate: Duration::ZERO,
         };
         let refreshed = refreshed(&stored(), &not_modified, later, later, &policy);
         assert_eq!(refreshed.header("cache-control"), Some("max-age=60"));

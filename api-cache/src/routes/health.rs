@@ -23,10 +23,16 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
             .with_detail("shutting down")
             .into_response();
     }
-    let redis = if state.redis.ping().await.is_ok() {
+    let redis = if state.storage.redis.ping().await.is_ok() {
         "up"
     } else {
         "down"
     };
-    Json(json!({ "status": "ready", "redis": redis })).into_response()
+    Json(json!({
+        "status": "ready",
+        "redis": redis,
+        "redis_breaker": format!("{:?}", state.storage.redis.breaker_state()).to_lowercase(),
+        "data_version": state.generation.current(),
+    }))
+    .into_response()
 }

@@ -3,6 +3,7 @@
 
 mod health;
 mod proxy;
+mod purge;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,22 +15,31 @@ use axum::{Router, middleware};
 use http::header;
 use service_kit::{Lifecycle, Metrics, telemetry};
 
+use secrecy::SecretString;
+
 use crate::cache::coalesce::Coalescer;
 use crate::cache::key::CacheKey;
 use crate::cache::policy::Policy;
+use crate::changes::Generation;
 use crate::origin::Origin;
-use crate::store::RedisStore;
+use crate::storage::Storage;
 pub use proxy::{Outcome, Shared};
 
 /// What handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub redis: RedisStore,
+    pub storage: Storage,
     pub origin: Origin,
     pub flights: Arc<Coalescer<CacheKey, Shared>>,
     pub policy: Policy,
     pub key_prefix: Arc<str>,
     pub coalesce_wait: Duration,
+    /// How long a replica's fill lock lasts.
+    pub lock_ttl: Duration,
+    /// The origin's data version, from its change feed.
+    pub generation: Generation,
+    /// `CACHE_PURGE_TOKEN`; `None` disables the purge endpoint.
+    pub purge_token: Option<Arc<SecretString>>,
     pub metrics: Metrics,
     pub lifecycle: Lifecycle,
 }
@@ -47,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(render_metrics))
+        .route(purge::PATH, axum::routing::post(purge::purge))
         .route("/", any(proxy::proxy))
         .route("/{*path}", any(proxy::proxy))
         .layer(middleware::from_fn_with_state(

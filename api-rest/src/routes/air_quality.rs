@@ -16,7 +16,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, Method, StatusCode, header};
 use service_kit::Metrics;
 use service_kit::conditional::{EntityTag, http_date, is_not_modified, truncate_to_seconds};
 use xxhash_rust::xxh3::xxh3_64;
@@ -25,6 +25,9 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::measurement::Measurement;
 use crate::query::MeasurementQuery;
+
+/// The response header naming the data version an answer was read from.
+pub(super) const DATA_VERSION: &str = "data-version";
 
 /// Bytes gathered before a chunk is handed to the socket.
 const CHUNK_BYTES: usize = 32 * 1024;
@@ -50,7 +53,7 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let query = MeasurementQuery::parse(raw.as_deref(), state.max_limit)
         .map_err(ApiError::InvalidParameters)?;
-    let snapshot = state.store.snapshot().await?;
+    let mut snapshot = state.store.snapshot().await?;
 
     // Validators from the data version, not from the body: deciding 304 costs
     // one tiny query and no row is read.
@@ -64,13 +67,31 @@ pub(super) async fn list(
         (header::ETAG, etag.to_string()),
         (header::LAST_MODIFIED, http_date(last_modified)),
         (header::CACHE_CONTROL, state.cache_control.to_string()),
+        // The version of the data in this answer: caches compare it with the
+        // versions announced on /changes.
+        (
+            HeaderName::from_static(DATA_VERSION),
+            snapshot.version.to_string(),
+        ),
     ];
     if is_not_modified(&headers, Some(&etag), Some(last_modified)) {
         return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
     }
-    let content_type = [(header::CONTENT_TYPE, "application/json".to_owned())];
+    // Surrogate keys (for caches' purges): the stations the answer may hold.
+    let stations = if query.stations.is_empty() {
+        snapshot.stations().await?
+    } else {
+        let mut stations = query.stations.clone();
+        stations.sort();
+        stations.dedup();
+        stations
+    };
+    let content = [
+        (header::CONTENT_TYPE, "application/json".to_owned()),
+        (HeaderName::from_static("surrogate-key"), stations.join(" ")),
+    ];
     if method == Method::HEAD {
-        return Ok((validators, content_type).into_response());
+        return Ok((validators, content).into_response());
     }
 
     let mut rows = Box::pin(snapshot.measurements(query).peekable());
@@ -82,7 +103,7 @@ pub(super) async fn list(
         return Err(ApiError::from(error));
     }
     let body = Body::from_stream(json_array(rows, state.metrics.clone()));
-    Ok((validators, content_type, body).into_response())
+    Ok((validators, content, body).into_response())
 }
 
 /// Wraps rows into `[`, rows separated by `,` and newlines, `]`, in chunks.

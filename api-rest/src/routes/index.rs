@@ -25,6 +25,7 @@ pub(super) async fn describe() -> impl IntoResponse {
                     "limit": "1 to QUERY_MAX_LIMIT rows"
                 }
             },
+            { "path": "/changes", "methods": ["GET"], "description": "the data version as server-sent events: at once, then on every change" },
             { "path": "/healthz", "methods": ["GET"], "description": "liveness, no I/O" },
             { "path": "/readyz", "methods": ["GET"], "description": "readiness: 200 when the database answers" },
             { "path": "/metrics", "methods": ["GET"], "description": "Prometheus metrics" }

@@ -1,6 +1,7 @@
 //! The HTTP surface of api-rest.
 
 mod air_quality;
+mod changes;
 mod health;
 mod index;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub readiness_timeout: std::time::Duration,
     /// `Cache-Control` of `/air_quality`, e.g. `public, max-age=30`.
     pub cache_control: Arc<str>,
+    /// The data version, kept current by the change listener.
+    pub versions: crate::changes::DataVersions,
 }
 
 impl FromRef<AppState> for Metrics {
@@ -42,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(render_metrics))
+        .route("/changes", get(changes::changes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

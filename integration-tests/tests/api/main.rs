@@ -11,4 +11,5 @@ mod deployment;
 mod http_cache;
 mod init_script;
 mod repository;
+mod resilience;
 mod rest;

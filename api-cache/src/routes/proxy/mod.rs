@@ -19,7 +19,6 @@ use super::AppState;
 use crate::cache::entry::StoredResponse;
 use crate::cache::status::Forward;
 use crate::origin::OriginError;
-use crate::store::StoreError;
 
 pub(super) async fn proxy(
     State(state): State<AppState>,
@@ -131,16 +130,6 @@ impl AppState {
         };
         self.metrics.scope(|| {
             metrics::counter!("api_cache_origin_requests_total", "status" => status).increment(1);
-        });
-    }
-
-    fn record_stored(&self, result: &Result<(), StoreError>, bytes: usize) {
-        self.metrics.scope(|| match result {
-            Ok(()) => {
-                metrics::counter!("api_cache_stored_total").increment(1);
-                metrics::histogram!("api_cache_stored_body_bytes").record(bytes as f64);
-            }
-            Err(_) => metrics::counter!("api_cache_store_errors_total").increment(1),
         });
     }
 }

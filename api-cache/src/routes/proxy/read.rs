@@ -1,13 +1,23 @@
-//! GET and HEAD through the cache (RFC 9111): serve a stored response while it
-//! may be reused, revalidate it with the origin when it may not, fetch and
-//! store otherwise; concurrent identical fetches share one origin request.
+//! GET and HEAD through the cache (RFC 9111, RFC 5861).
+//!
+//! 1. A fresh copy in the local tier answers at once; else Redis is asked.
+//! 2. A stored response is served while fresh (and while the client's
+//!    `max-stale`, or a stale-while-revalidate window, allows, refreshing it in
+//!    the background); an entry older than the origin's last data change, or
+//!    stale, is revalidated.
+//! 3. A fetch is made once per key: in this process (single-flight), and across
+//!    replicas (a Redis lock; the others wait for its `filled` message).
+//! 4. When the origin fails, a stale entry still within its stale-if-error
+//!    window (the grace period by default) is served instead of the error.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode, Uri, header};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::respond::{self, Served};
 use super::{Fetched, Outcome, Shared, Stored};
@@ -15,19 +25,21 @@ use crate::cache::coalesce::{Role, Waited};
 use crate::cache::directives::CacheControl;
 use crate::cache::encoding::{Encoding, MIN_COMPRESS_BYTES, gunzip, gzip, is_compressible};
 use crate::cache::entry::StoredResponse;
-use crate::cache::freshness::{Reuse, Timing, reuse};
-use crate::cache::key::{CacheKey, NormalizedTarget};
+use crate::cache::freshness::{
+    Reuse, Timing, reuse, stale_if_error_window, stale_while_revalidate_window,
+};
+use crate::cache::key::{CacheKey, NormalizedTarget, path_prefixes};
 use crate::cache::policy::{NotStored, RequestFacts};
 use crate::cache::revalidate::{conditional_headers, refreshed};
 use crate::cache::status::{CacheStatus, Forward};
-use crate::cache::vary::{Vary, request_values};
+use crate::cache::vary::{Vary, request_values, variant_key};
 use crate::headers::{Forwarding, end_to_end, to_origin};
 use crate::origin::{OriginBody, OriginError, OriginResponse};
 use crate::routes::AppState;
-use crate::store::Lookup;
+use crate::storage::{Lock, Lookup, Storage, Write};
 
 /// A GET or HEAD, with what the cache needs to know of it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct ReadRequest {
     pub(super) target: NormalizedTarget,
     pub(super) primary: CacheKey,
@@ -66,93 +78,188 @@ impl ReadRequest {
             credentials: self.credentials,
         }
     }
+
+    /// Whether the request itself asks to skip stored copies.
+    fn insists(&self) -> bool {
+        self.cache_control.no_cache
+            || self.cache_control.max_age.is_some()
+            || self.cache_control.min_fresh.is_some()
+    }
 }
 
 /// Whether Redis took part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Storage {
+enum Availability {
     Available,
     Unavailable,
+}
+
+/// What a stored response may be used for, now, for this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Fresh {
+        remaining: Duration,
+    },
+    /// The client's `max-stale` allows it.
+    Stale {
+        by: Duration,
+    },
+    /// Serve it and refresh it in the background.
+    WhileRevalidate {
+        by: Duration,
+    },
+    /// Ask the origin first.
+    Revalidate {
+        forward: Forward,
+    },
+}
+
+fn assess(state: &AppState, entry: &StoredResponse, request: &ReadRequest) -> Use {
+    let age = entry.timing.current_age(SystemTime::now());
+    let lifetime = entry.lifetime();
+    if entry.generation < state.generation.current() {
+        // The origin's data changed since this was fetched.
+        return Use::Revalidate {
+            forward: Forward::Stale,
+        };
+    }
+    let stored = entry.cache_control();
+    match reuse(lifetime, age, &stored, &request.cache_control) {
+        Reuse::Fresh { remaining } => Use::Fresh { remaining },
+        Reuse::Stale { by } => Use::Stale { by },
+        Reuse::Revalidate if lifetime > age => Use::Revalidate {
+            forward: Forward::Request,
+        },
+        Reuse::Revalidate => {
+            let by = age - lifetime;
+            let window =
+                stale_while_revalidate_window(&stored, state.policy.stale_while_revalidate);
+            if !request.insists() && by <= window {
+                Use::WhileRevalidate { by }
+            } else {
+                Use::Revalidate {
+                    forward: Forward::Stale,
+                }
+            }
+        }
+    }
+}
+
+fn whole_seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn hit(
+    state: &AppState,
+    entry: &StoredResponse,
+    request: &ReadRequest,
+    ttl: i64,
+    outcome: Outcome,
+    detail: Option<&'static str>,
+) -> Response {
+    state.record(outcome);
+    let mut status = CacheStatus::hit(ttl);
+    status.detail = detail;
+    respond::entry(entry, request, Served { status, outcome })
 }
 
 pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
     if request.cache_control.no_store {
         // Neither answered from nor stored in the cache.
-        return fetch_alone(state, &request, None, Forward::Request, Storage::Available).await;
+        return fetch_alone(
+            state,
+            &request,
+            None,
+            Forward::Request,
+            Availability::Available,
+            false,
+        )
+        .await;
     }
-    let (stored, forward, flight, storage) =
-        match state.redis.lookup(&request.primary, &request.headers).await {
-            Lookup::Found(entry) => (
-                Some(entry),
-                Forward::Stale,
-                request.primary.clone(),
-                Storage::Available,
-            ),
-            Lookup::Absent { vary_miss, flight } => {
-                let forward = if vary_miss {
-                    Forward::VaryMiss
-                } else {
-                    Forward::UriMiss
-                };
-                (None, forward, flight, Storage::Available)
-            }
-            Lookup::Unavailable => (
-                None,
-                Forward::Miss,
-                request.primary.clone(),
-                Storage::Unavailable,
-            ),
-        };
+    // A fresh local copy answers without a Redis round trip.
+    let local = state
+        .storage
+        .local_lookup(&request.primary, &request.headers);
+    if let Some(entry) = &local
+        && (!request.credentials || entry.shared_with_credentials)
+        && let Use::Fresh { remaining } = assess(state, entry, &request)
+    {
+        return hit(
+            state,
+            entry,
+            &request,
+            whole_seconds(remaining),
+            Outcome::Hit,
+            None,
+        );
+    }
+    let (stored, forward, flight, availability) = match state
+        .storage
+        .shared_lookup(&request.primary, &request.headers)
+        .await
+    {
+        Lookup::Found(entry) => (
+            Some(entry),
+            Forward::Stale,
+            request.primary.clone(),
+            Availability::Available,
+        ),
+        Lookup::Absent { vary_miss, flight } => {
+            let forward = if vary_miss {
+                Forward::VaryMiss
+            } else {
+                Forward::UriMiss
+            };
+            (None, forward, flight, Availability::Available)
+        }
+        // Redis is away: the local copy, fresh or not, is all there is.
+        Lookup::Unavailable => (
+            local,
+            Forward::Miss,
+            request.primary.clone(),
+            Availability::Unavailable,
+        ),
+    };
 
     if let Some(entry) = stored {
         if request.credentials && !entry.shared_with_credentials {
-            return fetch_alone(state, &request, None, Forward::Bypass, storage).await;
+            return fetch_alone(state, &request, None, Forward::Bypass, availability, true).await;
         }
-        let age = entry.timing.current_age(SystemTime::now());
-        let lifetime = entry.lifetime();
-        match reuse(
-            lifetime,
-            age,
-            &entry.cache_control(),
-            &request.cache_control,
-        ) {
-            Reuse::Fresh { remaining } => {
-                state.record(Outcome::Hit);
-                let status = CacheStatus::hit(whole_seconds(remaining));
-                return respond::entry(
+        let flight = flight_of(&request, &entry);
+        match assess(state, &entry, &request) {
+            Use::Fresh { remaining } => {
+                return hit(
+                    state,
                     &entry,
                     &request,
-                    Served {
-                        status,
-                        outcome: Outcome::Hit,
-                    },
+                    whole_seconds(remaining),
+                    Outcome::Hit,
+                    None,
                 );
             }
-            Reuse::Stale { by } => {
-                state.record(Outcome::Stale);
-                let status = CacheStatus::hit(-whole_seconds(by));
-                return respond::entry(
+            Use::Stale { by } => {
+                return hit(
+                    state,
                     &entry,
                     &request,
-                    Served {
-                        status,
-                        outcome: Outcome::Stale,
-                    },
+                    -whole_seconds(by),
+                    Outcome::Stale,
+                    None,
                 );
             }
-            Reuse::Revalidate => {
-                // Still fresh, yet the request insists: its own directives sent it forward.
-                let forward = if lifetime > age {
-                    Forward::Request
-                } else {
-                    Forward::Stale
-                };
-                let flight = if entry.vary.is_empty() {
-                    request.primary.clone()
-                } else {
-                    crate::cache::vary::variant_key(&request.primary, &entry.vary)
-                };
-                return fill(state, &request, Some(entry), forward, flight, storage).await;
+            Use::WhileRevalidate { by } => {
+                refresh_in_background(state, &request, entry.clone(), flight);
+                return hit(
+                    state,
+                    &entry,
+                    &request,
+                    -whole_seconds(by),
+                    Outcome::Stale,
+                    Some("stale-while-revalidate"),
+                );
+            }
+            Use::Revalidate { forward } => {
+                return fill(state, &request, Some(entry), forward, flight, availability).await;
             }
         }
     }
@@ -168,60 +275,110 @@ pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
     }
     if request.credentials {
         // Never share a fetch made with someone's credentials.
-        return fetch_alone(state, &request, None, forward, storage).await;
+        return fetch_alone(state, &request, None, forward, availability, true).await;
     }
-    fill(state, &request, None, forward, flight, storage).await
+    fill(state, &request, None, forward, flight, availability).await
 }
 
-fn whole_seconds(duration: Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+/// The key concurrent requests for this entry share.
+fn flight_of(request: &ReadRequest, entry: &StoredResponse) -> CacheKey {
+    if entry.vary.is_empty() {
+        request.primary.clone()
+    } else {
+        variant_key(&request.primary, &entry.vary)
+    }
 }
 
 /// Fetches (or revalidates) once for all concurrent identical requests.
 async fn fill(
     state: &AppState,
     request: &ReadRequest,
-    stored: Option<StoredResponse>,
+    stored: Option<Arc<StoredResponse>>,
     forward: Forward,
     flight: CacheKey,
-    storage: Storage,
+    availability: Availability,
 ) -> Response {
-    match state.flights.join(flight) {
-        Role::Leader(leader) => {
-            match fetch(state, request, stored.as_ref(), forward, storage).await {
-                Ok(Fetch::Entry(fetched)) => {
-                    leader.complete(Shared::Fetched(fetched.clone()));
-                    served(state, &fetched, request, false)
-                }
-                Ok(Fetch::Stream(response)) => {
-                    leader.complete(Shared::NotShared);
-                    state.record(Outcome::Miss);
-                    let status = stream_status(forward, response.status.as_u16());
-                    respond::stream(
-                        *response,
-                        request.head,
-                        Served {
-                            status,
-                            outcome: Outcome::Miss,
-                        },
+    match state.flights.join(flight.clone()) {
+        Role::Leader(leader) => match lead(
+            state,
+            request,
+            stored.as_deref(),
+            forward,
+            &flight,
+            availability,
+        )
+        .await
+        {
+            Ok(Fetch::Entry(fetched)) => {
+                leader.complete(Shared::Fetched(fetched.clone()));
+                if fetched.entry.status >= 500
+                    && let Some(response) = stale_if_error(
+                        state,
+                        request,
+                        stored.as_deref(),
+                        forward,
+                        fetched.entry.status,
                     )
+                {
+                    return response;
                 }
-                Err(error) => {
-                    leader.complete(Shared::Failed(error.clone()));
-                    origin_failed(state, error, forward)
-                }
+                served(state, &fetched, request, false)
             }
-        }
+            Ok(Fetch::Peer(entry)) => {
+                let fetched = Arc::new(Fetched {
+                    origin_status: entry.status,
+                    stored: Stored::Yes {
+                        ttl_seconds: remaining_ttl(&entry),
+                    },
+                    entry: (*entry).clone(),
+                    forward,
+                });
+                leader.complete(Shared::Fetched(fetched.clone()));
+                served(state, &fetched, request, true)
+            }
+            Ok(Fetch::Stream(response)) => {
+                leader.complete(Shared::NotShared);
+                state.record(Outcome::Miss);
+                let status = stream_status(forward, response.status.as_u16());
+                respond::stream(
+                    *response,
+                    request.head,
+                    Served {
+                        status,
+                        outcome: Outcome::Miss,
+                    },
+                )
+            }
+            Err(error) => {
+                leader.complete(Shared::Failed(error.clone()));
+                origin_failed(state, request, stored.as_deref(), error, forward)
+            }
+        },
         Role::Follower(follower) => match follower.wait(state.coalesce_wait).await {
             Waited::Done(Shared::Fetched(fetched))
                 if same_variant(&fetched.entry, &request.headers) =>
             {
+                if fetched.entry.status >= 500
+                    && let Some(response) = stale_if_error(
+                        state,
+                        request,
+                        stored.as_deref(),
+                        forward,
+                        fetched.entry.status,
+                    )
+                {
+                    return response;
+                }
                 served(state, &fetched, request, true)
             }
-            Waited::Done(Shared::Failed(error)) => origin_failed(state, error, forward),
-            _ => fetch_alone(state, request, stored, forward, storage).await,
+            Waited::Done(Shared::Failed(error)) => {
+                origin_failed(state, request, stored.as_deref(), error, forward)
+            }
+            // Waited too long, the leader gave up, or its answer is not for us:
+            // go alone, and do not store what another request is storing.
+            _ => fetch_alone(state, request, stored, forward, availability, false).await,
         },
-        Role::Overflow => fetch_alone(state, request, stored, forward, storage).await,
+        Role::Overflow => fetch_alone(state, request, stored, forward, availability, false).await,
     }
 }
 
@@ -231,18 +388,52 @@ fn same_variant(entry: &StoredResponse, headers: &HeaderMap) -> bool {
     request_values(&names, headers) == entry.vary
 }
 
-/// Fetches for this request only (no coalescing), storing what may be stored.
+/// Fetches for this request only (no coalescing, no lock).
 async fn fetch_alone(
     state: &AppState,
     request: &ReadRequest,
-    stored: Option<StoredResponse>,
+    stored: Option<Arc<StoredResponse>>,
     forward: Forward,
-    storage: Storage,
+    availability: Availability,
+    store: bool,
 ) -> Response {
-    match fetch(state, request, stored.as_ref(), forward, storage).await {
-        Ok(Fetch::Entry(fetched)) => served(state, &fetched, request, false),
+    let flight = request.primary.clone();
+    match fetch(
+        state,
+        request,
+        stored.as_deref(),
+        forward,
+        availability,
+        store,
+        &flight,
+        None,
+    )
+    .await
+    {
+        Ok(Fetch::Entry(fetched)) => {
+            if fetched.entry.status >= 500
+                && let Some(response) = stale_if_error(
+                    state,
+                    request,
+                    stored.as_deref(),
+                    forward,
+                    fetched.entry.status,
+                )
+            {
+                return response;
+            }
+            served(state, &fetched, request, false)
+        }
+        Ok(Fetch::Peer(entry)) => hit(
+            state,
+            &entry,
+            request,
+            remaining_ttl(&entry),
+            Outcome::Hit,
+            None,
+        ),
         Ok(Fetch::Stream(response)) => {
-            let outcome = if forward == Forward::Bypass || forward == Forward::Request {
+            let outcome = if matches!(forward, Forward::Bypass | Forward::Request) {
                 Outcome::Bypass
             } else {
                 Outcome::Miss
@@ -251,8 +442,13 @@ async fn fetch_alone(
             let status = stream_status(forward, response.status.as_u16());
             respond::stream(*response, request.head, Served { status, outcome })
         }
-        Err(error) => origin_failed(state, error, forward),
+        Err(error) => origin_failed(state, request, stored.as_deref(), error, forward),
     }
+}
+
+fn remaining_ttl(entry: &StoredResponse) -> i64 {
+    let age = entry.timing.current_age(SystemTime::now());
+    whole_seconds(entry.lifetime().saturating_sub(age))
 }
 
 /// Answers from a fetched (or revalidated) entry.
@@ -285,7 +481,56 @@ fn stream_status(forward: Forward, origin_status: u16) -> CacheStatus {
     status
 }
 
-fn origin_failed(state: &AppState, error: OriginError, forward: Forward) -> Response {
+/// The stale entry instead of an origin failure, if its stale-if-error window
+/// (the origin's directive, else the grace period) still covers it.
+fn stale_if_error(
+    state: &AppState,
+    request: &ReadRequest,
+    stored: Option<&StoredResponse>,
+    forward: Forward,
+    origin_status: u16,
+) -> Option<Response> {
+    let entry = stored?;
+    let window = stale_if_error_window(&entry.cache_control(), state.policy.grace)?;
+    let stale_by = entry
+        .timing
+        .current_age(SystemTime::now())
+        .saturating_sub(entry.lifetime());
+    if stale_by > window {
+        return None;
+    }
+    state.record(Outcome::Stale);
+    let status = CacheStatus {
+        forward: Some(forward),
+        forward_status: Some(origin_status),
+        ttl: Some(-whole_seconds(stale_by)),
+        detail: Some("stale-if-error"),
+        ..CacheStatus::default()
+    };
+    Some(respond::entry(
+        entry,
+        request,
+        Served {
+            status,
+            outcome: Outcome::Stale,
+        },
+    ))
+}
+
+fn origin_failed(
+    state: &AppState,
+    request: &ReadRequest,
+    stored: Option<&StoredResponse>,
+    error: OriginError,
+    forward: Forward,
+) -> Response {
+    let status_code = match error {
+        OriginError::Timeout(_) => 504,
+        _ => 502,
+    };
+    if let Some(response) = stale_if_error(state, request, stored, forward, status_code) {
+        return response;
+    }
     state.record(Outcome::Error);
     let mut status = CacheStatus::forward(forward);
     status.detail = Some(match error {
@@ -295,61 +540,303 @@ fn origin_failed(state: &AppState, error: OriginError, forward: Forward) -> Resp
     respond::origin_error(error, &status)
 }
 
+/// Refreshes a stale entry once, after it was served (stale-while-revalidate).
+fn refresh_in_background(
+    state: &AppState,
+    request: &ReadRequest,
+    entry: Arc<StoredResponse>,
+    flight: CacheKey,
+) {
+    let state = state.clone();
+    let request = request.clone();
+    tokio::spawn(async move {
+        // If a fetch for it is under way already, that one refreshes it.
+        let Role::Leader(leader) = state.flights.join(flight.clone()) else {
+            return;
+        };
+        match lead(
+            &state,
+            &request,
+            Some(&entry),
+            Forward::Stale,
+            &flight,
+            Availability::Available,
+        )
+        .await
+        {
+            Ok(Fetch::Entry(fetched)) => leader.complete(Shared::Fetched(fetched)),
+            Ok(_) => leader.complete(Shared::NotShared),
+            Err(error) => {
+                tracing::warn!(key = %request.primary, %error, "background refresh failed");
+                leader.complete(Shared::Failed(error));
+            }
+        }
+    });
+}
+
 enum Fetch {
     Entry(Arc<Fetched>),
+    /// Another replica fetched and stored it while this one waited.
+    Peer(Arc<StoredResponse>),
     /// Not held in memory (too large, or a content coding this cache cannot read).
     Stream(Box<OriginResponse>),
 }
 
+/// A token no other holder of a lock can have.
+fn lock_token() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The fetch of the process' leader: first the cross-replica lock, so that one
+/// replica asks the origin while the others wait for what it stores.
+async fn lead(
+    state: &AppState,
+    request: &ReadRequest,
+    stored: Option<&StoredResponse>,
+    forward: Forward,
+    flight: &CacheKey,
+    availability: Availability,
+) -> Result<Fetch, OriginError> {
+    if availability == Availability::Unavailable || request.credentials {
+        return fetch(
+            state,
+            request,
+            stored,
+            forward,
+            availability,
+            true,
+            flight,
+            None,
+        )
+        .await;
+    }
+    let lock = Lock {
+        key: Storage::lock_key(flight),
+        token: lock_token(),
+    };
+    match state
+        .storage
+        .redis
+        .try_lock(&lock.key, &lock.token, state.lock_ttl)
+        .await
+    {
+        Ok(true) => {
+            fetch(
+                state,
+                request,
+                stored,
+                forward,
+                availability,
+                true,
+                flight,
+                Some(lock),
+            )
+            .await
+        }
+        Ok(false) => {
+            if let Some(entry) = wait_for_peer(state, request, flight, &lock.key).await {
+                return Ok(Fetch::Peer(entry));
+            }
+            // Nothing came in time: lead if the lock is free now, else fetch
+            // without storing (a crashed holder blocks no longer than its lock).
+            match state
+                .storage
+                .redis
+                .try_lock(&lock.key, &lock.token, state.lock_ttl)
+                .await
+            {
+                Ok(true) => {
+                    fetch(
+                        state,
+                        request,
+                        stored,
+                        forward,
+                        availability,
+                        true,
+                        flight,
+                        Some(lock),
+                    )
+                    .await
+                }
+                _ => {
+                    fetch(
+                        state,
+                        request,
+                        stored,
+                        forward,
+                        availability,
+                        false,
+                        flight,
+                        None,
+                    )
+                    .await
+                }
+            }
+        }
+        Err(_) => {
+            fetch(
+                state,
+                request,
+                stored,
+                forward,
+                availability,
+                true,
+                flight,
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// Waits for another replica to announce the flight filled (at most what its
+/// lock has left, and `CACHE_COALESCE_WAIT_MS`), then reads what it stored.
+async fn wait_for_peer(
+    state: &AppState,
+    request: &ReadRequest,
+    flight: &CacheKey,
+    lock: &CacheKey,
+) -> Option<Arc<StoredResponse>> {
+    // Subscribed before looking again, so no announcement falls in between.
+    let mut fills = state.storage.subscribe_fills();
+    let usable = |lookup: Lookup| match lookup {
+        Lookup::Found(entry) if matches!(assess(state, &entry, request), Use::Fresh { .. }) => {
+            Some(entry)
+        }
+        _ => None,
+    };
+    if let Some(entry) = usable(
+        state
+            .storage
+            .shared_lookup(&request.primary, &request.headers)
+            .await,
+    ) {
+        return Some(entry);
+    }
+    // A holder that crashed blocks no one past its lock's expiry.
+    let lock_left = match state.storage.redis.lock_remaining(lock).await {
+        Ok(Some(left)) => left,
+        Ok(None) => Duration::ZERO,
+        Err(_) => state.lock_ttl,
+    };
+    let wait = lock_left.min(state.coalesce_wait);
+    let announced = async {
+        loop {
+            match fills.recv().await {
+                Ok(key) if *key == *flight.as_str() => return,
+                Ok(_) => {}
+                // Missed some: look anyway.
+                Err(RecvError::Lagged(_)) => return,
+                Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, announced).await;
+    usable(
+        state
+            .storage
+            .shared_lookup(&request.primary, &request.headers)
+            .await,
+    )
+}
+
 /// One request to the origin: a plain GET, or a conditional one when a stored
-/// response can be revalidated. Stores the result when the policy allows.
+/// response can be revalidated. Stores the result when `store` and the policy
+/// allow, releasing `lock` once it is written.
+#[allow(clippy::too_many_arguments)]
 async fn fetch(
     state: &AppState,
     request: &ReadRequest,
     stored: Option<&StoredResponse>,
     forward: Forward,
-    storage: Storage,
+    availability: Availability,
+    store: bool,
+    flight: &CacheKey,
+    lock: Option<Lock>,
 ) -> Result<Fetch, OriginError> {
+    let flight = flight.clone();
     let mut headers = to_origin(&request.headers, Some(request.peer), Forwarding::Fill);
     if let Some(stored) = stored {
         headers.extend(conditional_headers(stored));
     }
+    // The data version of the answer: the origin's `Data-Version` if it states
+    // one, else the version known before asking (if it changes meanwhile, what
+    // comes back counts as older than the change).
+    let known_before = state.generation.current();
     let result = state.origin.get(&request.target, headers).await;
     state.record_origin(result.as_ref().map(|r| r.status));
-    let response = result?;
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            if let Some(lock) = &lock {
+                state.storage.release(&flight, lock).await;
+            }
+            return Err(error);
+        }
+    };
 
-    if response.status == StatusCode::NOT_MODIFIED
+    let entry = if response.status == StatusCode::NOT_MODIFIED
         && let Some(stored) = stored
     {
-        let entry = refreshed(
+        let mut entry = refreshed(
             stored,
             &response.headers,
             response.request_time,
             response.response_time,
             &state.policy,
         );
-        let (entry, stored) = persist(state, request, entry, true, storage).await;
-        return Ok(Fetch::Entry(Arc::new(Fetched {
-            entry,
-            origin_status: 304,
-            forward,
-            stored,
-        })));
-    }
-    let OriginBody::Complete(body) = &response.body else {
+        entry.generation = data_version(&response.headers).unwrap_or(known_before);
+        Some((entry, 304))
+    } else if let OriginBody::Complete(body) = &response.body {
+        let generation = data_version(&response.headers).unwrap_or(known_before);
+        new_entry(state, request, &response, body.clone(), generation)
+            .map(|entry| (entry, response.status.as_u16()))
+    } else {
+        None
+    };
+    let Some((entry, origin_status)) = entry else {
+        if let Some(lock) = &lock {
+            state.storage.release(&flight, lock).await;
+        }
         return Ok(Fetch::Stream(Box::new(response)));
     };
-    let Some(entry) = new_entry(state, request, &response, body.clone()) else {
-        return Ok(Fetch::Stream(Box::new(response)));
-    };
-    let origin_status = response.status.as_u16();
-    let (entry, stored) = persist(state, request, entry, stored.is_some(), storage).await;
+    let (entry, stored_as) = persist(
+        state,
+        request,
+        entry,
+        stored.is_some(),
+        availability,
+        store,
+        flight,
+        lock,
+    )
+    .await;
     Ok(Fetch::Entry(Arc::new(Fetched {
         entry,
         origin_status,
         forward,
-        stored,
+        stored: stored_as,
     })))
+}
+
+/// The origin's `Data-Version` header (api-rest states the version an answer was read from).
+fn data_version(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("data-version")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The entry for a complete origin response: end-to-end headers, the clocks,
@@ -360,6 +847,7 @@ fn new_entry(
     request: &ReadRequest,
     response: &OriginResponse,
     body: bytes::Bytes,
+    generation: u64,
 ) -> Option<StoredResponse> {
     let origin_encoding = Encoding::from_response(&response.headers)?;
     let identity_length = match origin_encoding {
@@ -400,18 +888,37 @@ fn new_entry(
         lifetime_ms: 0,
         vary: request_values(vary_names.names(), &request.headers),
         shared_with_credentials: false,
+        generation,
     })
 }
 
-/// Applies the storage policy and writes the entry to Redis when allowed.
-/// `replaces` tells that a stored response was revalidated: if the new answer
-/// may not be stored, the old one is removed too.
+/// The purge tags of an entry: every path prefix of its URL, and the
+/// surrogate keys its response carried.
+fn tags(state: &AppState, request: &ReadRequest, entry: &StoredResponse) -> Vec<CacheKey> {
+    let path = request.target.as_str().split('?').next().unwrap_or("/");
+    let mut tags: Vec<CacheKey> = path_prefixes(path)
+        .iter()
+        .map(|p| state.storage.path_tag(p))
+        .collect();
+    if let Some(keys) = entry.header("surrogate-key") {
+        tags.extend(keys.split_whitespace().map(|k| state.storage.key_tag(k)));
+    }
+    tags
+}
+
+/// Applies the storage policy and stores the entry (locally now, in Redis in
+/// the background) when allowed. `replaces`: a stored response was revalidated;
+/// if the new answer may not be stored, the old one is removed too.
+#[allow(clippy::too_many_arguments)]
 async fn persist(
     state: &AppState,
     request: &ReadRequest,
     mut entry: StoredResponse,
     replaces: bool,
-    storage: Storage,
+    availability: Availability,
+    store: bool,
+    flight: CacheKey,
+    lock: Option<Lock>,
 ) -> (StoredResponse, Stored) {
     let decision = state.policy.storable(
         &request.facts(),
@@ -425,37 +932,38 @@ async fn persist(
         Err(reason) => {
             tracing::debug!(key = %request.primary, ?reason, "response not stored");
             if replaces
-                && storage == Storage::Available
-                && let Err(error) = state.redis.invalidate(&request.primary).await
+                && availability == Availability::Available
+                && let Err(error) = state.storage.invalidate(&request.primary).await
             {
                 tracing::warn!(key = %request.primary, %error, "could not remove a response that may no longer be stored");
+            }
+            if let Some(lock) = &lock {
+                state.storage.release(&flight, lock).await;
             }
             return (entry, Stored::No(reason));
         }
     };
     entry.lifetime_ms = u64::try_from(terms.lifetime.duration().as_millis()).unwrap_or(u64::MAX);
     entry.shared_with_credentials = terms.shared_with_credentials;
-    if storage == Storage::Unavailable {
-        return (entry, Stored::Unavailable);
+    let ttl_seconds = remaining_ttl(&entry);
+    if !store {
+        return (entry, Stored::No(NotStored::Concurrent));
     }
-    let result = state
-        .redis
-        .store(&request.primary, &entry, &terms.vary, terms.redis_ttl)
-        .await;
-    state.record_stored(&result, entry.body.len());
-    let stored = match result {
-        Ok(()) => {
-            let remaining = entry
-                .lifetime()
-                .saturating_sub(entry.timing.current_age(SystemTime::now()));
-            Stored::Yes {
-                ttl_seconds: whole_seconds(remaining),
-            }
-        }
-        Err(error) => {
-            tracing::warn!(key = %request.primary, %error, "could not store the response");
-            Stored::Unavailable
-        }
+    let tags = tags(state, request, &entry);
+    let shared = Arc::new(entry.clone());
+    state.storage.store(Write {
+        primary: request.primary.clone(),
+        entry: shared,
+        vary: terms.vary,
+        tags,
+        ttl: terms.redis_ttl,
+        flight,
+        lock,
+    });
+    let stored = match availability {
+        Availability::Available => Stored::Yes { ttl_seconds },
+        // Kept in this process only.
+        Availability::Unavailable => Stored::Unavailable,
     };
     (entry, stored)
 }

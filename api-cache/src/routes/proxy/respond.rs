@@ -74,7 +74,8 @@ pub(super) fn entry(entry: &StoredResponse, request: &ReadRequest, served: Serve
     let mut headers = HeaderMap::new();
     for (name, value) in &entry.headers {
         let keep = match name.as_str() {
-            "etag" | "vary" => false,
+            // Surrogate keys are for this cache's purges, not for clients.
+            "etag" | "vary" | "surrogate-key" => false,
             _ if not_modified => NOT_MODIFIED_FIELDS.contains(&name.as_str()),
             _ => true,
         };
@@ -122,7 +123,9 @@ pub(super) fn entry(entry: &StoredResponse, request: &ReadRequest, served: Serve
 pub(super) fn stream(response: OriginResponse, head: bool, served: Served) -> Response {
     let mut headers = HeaderMap::new();
     for (name, value) in end_to_end(&response.headers) {
-        append(&mut headers, &name, &value);
+        if name != "surrogate-key" {
+            append(&mut headers, &name, &value);
+        }
     }
     if let Some(length) = response.headers.get(header::CONTENT_LENGTH) {
         headers.insert(header::CONTENT_LENGTH, length.clone());

@@ -56,7 +56,7 @@ pub(super) async fn forward(
         }
         for target in targets {
             let key = CacheKey::new(&state.key_prefix, &target);
-            match state.redis.invalidate(&key).await {
+            match state.storage.invalidate(&key).await {
                 Ok(removed) => tracing::debug!(%key, removed, "invalidated after an unsafe method"),
                 Err(error) => {
                     tracing::warn!(%key, %error, "could not invalidate after an unsafe method");
