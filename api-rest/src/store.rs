@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use futures_util::{Stream, TryStreamExt};
@@ -22,6 +24,33 @@ use service_kit::ConfigError;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Requests waiting for a connection now.
+    waiting: Arc<AtomicU64>,
+}
+
+/// The pool's state, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+    pub waiting: u64,
+}
+
+/// Counts a request as waiting for a connection while it lives.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Store {
@@ -57,16 +86,30 @@ impl Store {
             .idle_timeout(Some(Duration::from_secs(300)))
             .test_before_acquire(true)
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            waiting: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
     }
 
     /// Opens a consistent, read-only view of the data and reads its version.
     /// The rows read through it later belong to exactly that version.
     pub async fn snapshot(&self) -> Result<Snapshot, sqlx::Error> {
+        let waiting = Waiting::enter(&self.waiting);
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
+        drop(waiting);
         let (version, changed_at): (i64, OffsetDateTime) =
             sqlx::query_as("SELECT version, changed_at FROM air_quality_data_version")
                 .fetch_one(&mut *tx)

@@ -9,6 +9,7 @@ pub mod healthcheck;
 pub mod lifecycle;
 pub mod metrics;
 pub mod problem;
+pub mod request_id;
 pub mod telemetry;
 
 pub use config::{ConfigError, RuntimeConfig};

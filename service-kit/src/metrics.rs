@@ -35,6 +35,8 @@ pub const SIZE_BUCKETS: &[f64] = &[
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// `process_*` metrics (CPU, memory, threads, descriptors), read at each scrape.
+    process: Arc<metrics_process::Collector>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -58,10 +60,13 @@ impl Metrics {
             // The bucket lists above are non-empty constants.
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
-        Self {
+        let metrics = Self {
             recorder: Arc::new(recorder),
             handle,
-        }
+            process: Arc::new(metrics_process::Collector::default()),
+        };
+        metrics.scope(|| metrics.process.describe());
+        metrics
     }
 
     /// Runs `f` with this registry as the target of the `metrics` macros.
@@ -70,8 +75,10 @@ impl Metrics {
         metrics::with_local_recorder(&*self.recorder, f)
     }
 
-    /// The Prometheus text exposition of everything recorded so far.
+    /// The Prometheus text exposition of everything recorded so far, with the
+    /// process metrics read now.
     pub fn render(&self) -> String {
+        self.scope(|| self.process.collect());
         self.handle.render()
     }
 }

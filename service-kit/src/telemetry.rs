@@ -25,10 +25,11 @@ pub fn init_tracing(format: &str) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,reqwest=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _already_set = if format == "json" {
+        // The request's span (its request id) rides along on every line it logs.
         builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
             .with_span_list(false)
             .try_init()
     } else {

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::{Router, middleware};
 use http::header;
-use service_kit::{Lifecycle, Metrics, telemetry};
+use service_kit::{Lifecycle, Metrics, request_id, telemetry};
 
 use secrecy::SecretString;
 
@@ -64,34 +64,60 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             telemetry::track_requests,
         ))
+        // Outermost: the request id exists before anything logs, and reaches api-rest.
+        .layer(middleware::from_fn(request_id::ensure_request_id))
         .with_state(state)
 }
 
 fn describe_metrics(metrics: &Metrics) {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     metrics.scope(|| {
-        metrics::describe_counter!(
+        describe_counter!(
             "api_cache_requests_total",
-            "Proxied requests by cache outcome: hit, miss, collapsed (waited for a concurrent miss), bypass (Redis unavailable)."
+            "Proxied requests by outcome: hit, stale (served stale), miss, revalidated (origin said 304), collapsed (waited for an identical fetch), bypass (cache not used), pass (other methods), error."
         );
-        metrics::describe_counter!(
-            "api_cache_origin_requests_total",
-            "Requests sent to api-rest, by status (or timeout/error)."
+        describe_counter!("api_cache_origin_requests_total", "Requests sent to the origin, by status (or timeout/error).");
+        describe_histogram!(
+            "api_cache_origin_request_duration_seconds",
+            Unit::Seconds,
+            "Time from sending a request to the origin to its response headers, by status."
         );
-        metrics::describe_counter!("api_cache_stored_total", "Responses written to Redis.");
-        metrics::describe_histogram!(
-            "api_cache_stored_body_bytes",
-            metrics::Unit::Bytes,
-            "Body size of responses written to Redis."
+        describe_counter!("api_cache_lookups_total", "Cache lookups by tier (local, redis) and result (hit, miss, unavailable).");
+        describe_counter!("api_cache_stored_total", "Entries written to Redis.");
+        describe_histogram!("api_cache_stored_body_bytes", Unit::Bytes, "Stored body size (as stored: gzip for text).");
+        describe_counter!("api_cache_store_errors_total", "Writes to Redis that failed.");
+        describe_counter!("api_cache_store_skipped_total", "Writes to Redis skipped: too many in flight.");
+        describe_histogram!(
+            "api_cache_redis_operation_duration_seconds",
+            Unit::Seconds,
+            "Redis operation time, by operation."
         );
+        describe_counter!("api_cache_redis_errors_total", "Failed or timed-out Redis operations, by operation.");
+        describe_gauge!("api_cache_redis_breaker_state", "Redis circuit breaker: 0 closed, 1 open, 2 half-open.");
+        describe_counter!("api_cache_redis_breaker_transitions_total", "Breaker state changes, by new state.");
+        describe_counter!("api_cache_purges_total", "Purges, by kind (url, prefix, surrogate_key) and softness.");
+        describe_gauge!("api_cache_local_bytes", Unit::Bytes, "Bytes held by the in-process tier.");
+        describe_gauge!("api_cache_data_version", "The origin's data version last announced on its change feed.");
+        // Series that exist from the start, so rates and alerts have data at once.
+        for outcome in proxy::Outcome::ALL {
+            metrics::counter!("api_cache_requests_total", "outcome" => outcome.label()).absolute(0);
+        }
+        for operation in ["get", "store"] {
+            metrics::counter!("api_cache_redis_errors_total", "operation" => operation).absolute(0);
+        }
     });
 }
 
-async fn render_metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.metrics.scope(|| {
+        metrics::gauge!("api_cache_local_bytes").set(state.storage.local.weight() as f64);
+        metrics::gauge!("api_cache_data_version").set(state.generation.current() as f64);
+    });
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.render(),
+        state.metrics.render(),
     )
 }

@@ -10,6 +10,7 @@
 //! applies backpressure all the way to PostgreSQL.
 
 use std::pin::pin;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -53,7 +54,11 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let query = MeasurementQuery::parse(raw.as_deref(), state.max_limit)
         .map_err(ApiError::InvalidParameters)?;
-    let mut snapshot = state.store.snapshot().await?;
+    let started = Instant::now();
+    let snapshot = state.store.snapshot().await;
+    state.record_database(snapshot.as_ref().map(|_| ()));
+    let mut snapshot = snapshot?;
+    state.record_query("snapshot", started.elapsed());
 
     // Validators from the data version, not from the body: deciding 304 costs
     // one tiny query and no row is read.
@@ -94,15 +99,18 @@ pub(super) async fn list(
         return Ok((validators, content).into_response());
     }
 
+    let query_started = Instant::now();
     let mut rows = Box::pin(snapshot.measurements(query).peekable());
     // Wait for the first row (or the end) before answering 200: a database that
     // fails now still gets a clean 503 instead of a cut-off body.
     if let Some(Err(_)) = rows.as_mut().peek().await
         && let Some(Err(error)) = rows.next().await
     {
+        state.record_database(Err(&error));
         return Err(ApiError::from(error));
     }
-    let body = Body::from_stream(json_array(rows, state.metrics.clone()));
+    state.record_query("first_row", query_started.elapsed());
+    let body = Body::from_stream(json_array(rows, state.clone(), query_started));
     Ok((validators, content, body).into_response())
 }
 
@@ -112,8 +120,10 @@ pub(super) async fn list(
 /// array that looks complete.
 fn json_array(
     rows: impl Stream<Item = Result<Measurement, sqlx::Error>> + Send + 'static,
-    metrics: Metrics,
+    state: AppState,
+    started: Instant,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let metrics = state.metrics.clone();
     async_stream::stream! {
         let mut rows = pin!(rows);
         let mut buffer = BytesMut::with_capacity(CHUNK_BYTES + 1024);
@@ -125,6 +135,7 @@ fn json_array(
                 Ok(row) => row,
                 Err(error) => {
                     tracing::error!(%error, rows = written, "database error while streaming measurements");
+                    state.record_database(Err(&error));
                     report(unreported);
                     metrics.scope(|| metrics::counter!("api_rest_stream_errors_total").increment(1));
                     yield Err(std::io::Error::other("database error while streaming"));
@@ -145,6 +156,7 @@ fn json_array(
             }
         }
         report(unreported);
+        state.record_query("stream", started.elapsed());
         buffer.put_slice(b"\n]\n");
         yield Ok(buffer.freeze());
     }

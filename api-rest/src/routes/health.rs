@@ -21,7 +21,9 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
             .with_detail("shutting down")
             .into_response();
     }
-    match state.store.ping(state.readiness_timeout).await {
+    let result = state.store.ping(state.readiness_timeout).await;
+    state.record_database(result.as_ref().map(|_| ()));
+    match result {
         Ok(()) => Json(json!({ "status": "ready", "database": "up" })).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness: database check failed");

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
 use http::{HeaderValue, Method, StatusCode, Uri, header};
-use service_kit::{Lifecycle, Metrics, Problem, telemetry};
+use service_kit::{Lifecycle, Metrics, Problem, request_id, telemetry};
 
 use crate::store::Store;
 
@@ -39,6 +39,7 @@ impl FromRef<AppState> for Metrics {
 pub fn router(state: AppState) -> Router {
     telemetry::describe_http_metrics(&state.metrics);
     air_quality::describe_metrics(&state.metrics);
+    describe_metrics(&state.metrics);
     Router::new()
         .route("/", get(index::describe))
         .route("/air_quality", get(air_quality::list))
@@ -52,17 +53,72 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             telemetry::track_requests,
         ))
+        // Outermost: the request id exists before anything logs.
+        .layer(middleware::from_fn(request_id::ensure_request_id))
         .with_state(state)
 }
 
-async fn render_metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = state.store.pool_stats();
+    state.metrics.scope(|| {
+        metrics::gauge!("api_rest_db_pool_connections", "state" => "idle")
+            .set(f64::from(pool.idle));
+        metrics::gauge!("api_rest_db_pool_connections", "state" => "in_use")
+            .set(f64::from(pool.open.saturating_sub(pool.idle)));
+        metrics::gauge!("api_rest_db_pool_max_connections").set(f64::from(pool.max));
+        metrics::gauge!("api_rest_db_pool_waiting").set(pool.waiting as f64);
+    });
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.render(),
+        state.metrics.render(),
     )
+}
+
+impl AppState {
+    /// Records how long a step of a query took (`snapshot`, `first_row`, `stream`).
+    pub(crate) fn record_query(&self, phase: &'static str, elapsed: std::time::Duration) {
+        self.metrics.scope(|| {
+            metrics::histogram!("api_rest_query_duration_seconds", "phase" => phase)
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// Whether the database answered; counts failures by kind.
+    pub(crate) fn record_database(&self, outcome: Result<(), &sqlx::Error>) {
+        self.metrics.scope(|| match outcome {
+            Ok(()) => metrics::gauge!("api_rest_database_up").set(1.0),
+            Err(error) => {
+                let unavailable = crate::error::is_unavailable(error);
+                if unavailable {
+                    metrics::gauge!("api_rest_database_up").set(0.0);
+                }
+                let kind = if unavailable { "unavailable" } else { "query" };
+                metrics::counter!("api_rest_database_errors_total", "kind" => kind).increment(1);
+            }
+        });
+    }
+}
+
+fn describe_metrics(metrics: &Metrics) {
+    metrics.scope(|| {
+        metrics::describe_histogram!(
+            "api_rest_query_duration_seconds",
+            metrics::Unit::Seconds,
+            "Database time by phase: snapshot (connection, transaction, data version), first_row, stream (all rows)."
+        );
+        metrics::describe_gauge!("api_rest_database_up", "1 when the database last answered, 0 when it could not be reached.");
+        metrics::describe_counter!("api_rest_database_errors_total", "Database errors by kind: unavailable or query.");
+        metrics::describe_gauge!("api_rest_db_pool_connections", "Pool connections by state: idle, in_use.");
+        metrics::describe_gauge!("api_rest_db_pool_max_connections", "POSTGRES_POOL_MAX_CONNECTIONS.");
+        metrics::describe_gauge!("api_rest_db_pool_waiting", "Requests waiting for a pool connection.");
+        metrics::gauge!("api_rest_database_up").set(0.0);
+        for kind in ["unavailable", "query"] {
+            metrics::counter!("api_rest_database_errors_total", "kind" => kind).absolute(0);
+        }
+    });
 }
 
 async fn not_found(uri: Uri) -> Problem {

@@ -215,7 +215,11 @@ fn compose_publishes_only_api_cache_and_waits_for_healthy_dependencies() {
     for (name, service) in services {
         let name = str_of(name);
         let published = !service["ports"].is_badvalue();
-        assert_eq!(published, name == "api-cache", "{name} publishes ports");
+        // Services of a profile (monitoring) run only when asked for.
+        let by_default = service["profiles"].is_badvalue();
+        if by_default {
+            assert_eq!(published, name == "api-cache", "{name} publishes ports");
+        }
         assert!(
             !service["healthcheck"].is_badvalue(),
             "{name} has no healthcheck"
@@ -377,7 +381,25 @@ fn network_policies_admit_only_the_intended_callers() {
             (target.clone(), (target, callers))
         })
         .collect();
-    assert_eq!(policies["api-rest"].1, ["api-cache"]);
+    assert_eq!(
+        policies["api-rest"].1,
+        ["api-cache", ""],
+        "api-cache, and Prometheus' namespace"
+    );
+    let api_rest = objects
+        .iter()
+        .map(|(_, o)| o)
+        .find(|o| {
+            str_of(&o["kind"]) == "NetworkPolicy"
+                && str_of(&o["metadata"]["name"]) == "api-rest-from-api-cache"
+        })
+        .unwrap();
+    assert_eq!(
+        str_of(
+            &api_rest["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        ),
+        "monitoring"
+    );
     assert_eq!(policies["redis"].1, ["api-cache"]);
     assert_eq!(policies["postgres"].1, ["api-rest"]);
     assert!(policies["api-cache"].1.is_empty(), "api-cache is public");

@@ -10,6 +10,7 @@ mod cache;
 mod deployment;
 mod http_cache;
 mod init_script;
+mod observability;
 mod repository;
 mod resilience;
 mod rest;

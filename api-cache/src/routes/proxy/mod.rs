@@ -100,6 +100,17 @@ impl Outcome {
         }
     }
 
+    pub const ALL: [Outcome; 8] = [
+        Self::Hit,
+        Self::Stale,
+        Self::Miss,
+        Self::Revalidated,
+        Self::Collapsed,
+        Self::Bypass,
+        Self::Pass,
+        Self::Error,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Hit => "hit",
@@ -122,14 +133,22 @@ impl AppState {
         });
     }
 
-    fn record_origin(&self, result: Result<http::StatusCode, &OriginError>) {
+    /// Counts an origin request by status (or `timeout`/`error`) with its time to headers.
+    fn record_origin(
+        &self,
+        result: Result<http::StatusCode, &OriginError>,
+        elapsed: std::time::Duration,
+    ) {
         let status = match result {
             Ok(status) => status.as_str().to_owned(),
             Err(OriginError::Timeout(_)) => "timeout".to_owned(),
             Err(_) => "error".to_owned(),
         };
         self.metrics.scope(|| {
-            metrics::counter!("api_cache_origin_requests_total", "status" => status).increment(1);
+            metrics::counter!("api_cache_origin_requests_total", "status" => status.clone())
+                .increment(1);
+            metrics::histogram!("api_cache_origin_request_duration_seconds", "status" => status)
+                .record(elapsed.as_secs_f64());
         });
     }
 }

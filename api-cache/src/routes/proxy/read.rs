@@ -772,8 +772,9 @@ async fn fetch(
     // one, else the version known before asking (if it changes meanwhile, what
     // comes back counts as older than the change).
     let known_before = state.generation.current();
+    let asked = std::time::Instant::now();
     let result = state.origin.get(&request.target, headers).await;
-    state.record_origin(result.as_ref().map(|r| r.status));
+    state.record_origin(result.as_ref().map(|r| r.status), asked.elapsed());
     let response = match result {
         Ok(response) => response,
         Err(error) => {

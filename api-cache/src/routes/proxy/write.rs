@@ -28,6 +28,7 @@ pub(super) async fn forward(
     let forwarded = to_origin(&headers, Some(peer), Forwarding::Untouched);
     let body = reqwest::Body::wrap_stream(body.into_data_stream());
     let mut status = CacheStatus::forward(Forward::Method);
+    let asked = std::time::Instant::now();
     let response = match state
         .origin
         .forward(method, path_and_query, forwarded, body)
@@ -35,12 +36,12 @@ pub(super) async fn forward(
     {
         Ok(response) => response,
         Err(error) => {
-            state.record_origin(Err(&error));
+            state.record_origin(Err(&error), asked.elapsed());
             state.record(Outcome::Error);
             return respond::origin_error(error, &status);
         }
     };
-    state.record_origin(Ok(response.status()));
+    state.record_origin(Ok(response.status()), asked.elapsed());
     status.forward_status = Some(response.status().as_u16());
     if response.status().is_success() || response.status().is_redirection() {
         let mut targets = vec![NormalizedTarget::new(uri.path(), uri.query())];
