@@ -181,3 +181,33 @@ impl Drop for TestOrigin {
         self.task.abort();
     }
 }
+
+/// A server that accepts connections and never says a word: a hung origin or
+/// Redis. Stops when dropped.
+#[derive(Debug)]
+pub struct Silent {
+    pub port: u16,
+    task: JoinHandle<()>,
+}
+
+impl Silent {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        Self { port, task }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

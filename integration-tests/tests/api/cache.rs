@@ -337,14 +337,8 @@ async fn api_rest_down_is_a_502_problem() {
 #[tokio::test]
 async fn api_rest_too_slow_is_a_504_problem() {
     // An origin that accepts connections and never answers.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let _accepting = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            held.push(socket);
-        }
-    });
+    let silent = integration_tests::origin::Silent::start().await;
+    let port = silent.port;
     let mut env = cache_env(RedisServer::shared().port(), port);
     env.extend(vars(&[("BACKEND_TIMEOUT_MS", "300")]));
     let cache = spawn_cache(env).await;
@@ -359,14 +353,8 @@ async fn api_rest_too_slow_is_a_504_problem() {
 #[tokio::test]
 async fn a_redis_that_never_answers_costs_a_bypass_not_an_error() {
     // Accepts connections and says nothing: a hung or overloaded Redis.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let _accepting = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            held.push(socket);
-        }
-    });
+    let silent = integration_tests::origin::Silent::start().await;
+    let port = silent.port;
     let db = PostgresServer::shared().create_database();
     let rest = spawn_rest(db.rest_env()).await;
     let mut env = cache_env(port, rest.port);

@@ -47,6 +47,8 @@ pub struct Fetched {
     pub origin_status: u16,
     pub forward: Forward,
     pub stored: Stored,
+    /// Fetched and stored by another replica while this one waited.
+    pub from_peer: bool,
 }
 
 /// What became of a fetched response.

@@ -166,15 +166,14 @@ fn hit(
 pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
     if request.cache_control.no_store {
         // Neither answered from nor stored in the cache.
-        return fetch_alone(
-            state,
+        let attempt = Attempt::new(
             &request,
             None,
             Forward::Request,
+            &request.primary,
             Availability::Available,
-            false,
-        )
-        .await;
+        );
+        return fetch_alone(state, attempt, false).await;
     }
     // A fresh local copy answers without a Redis round trip.
     let local = state
@@ -198,12 +197,10 @@ pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
         .shared_lookup(&request.primary, &request.headers)
         .await
     {
-        Lookup::Found(entry) => (
-            Some(entry),
-            Forward::Stale,
-            request.primary.clone(),
-            Availability::Available,
-        ),
+        Lookup::Found(entry) => {
+            let flight = flight_of(&request, &entry);
+            (Some(entry), Forward::Stale, flight, Availability::Available)
+        }
         Lookup::Absent { vary_miss, flight } => {
             let forward = if vary_miss {
                 Forward::VaryMiss
@@ -213,24 +210,25 @@ pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
             (None, forward, flight, Availability::Available)
         }
         // Redis is away: the local copy, fresh or not, is all there is.
-        Lookup::Unavailable => (
-            local,
-            Forward::Miss,
-            request.primary.clone(),
-            Availability::Unavailable,
-        ),
+        Lookup::Unavailable => {
+            let flight = local.as_deref().map_or_else(
+                || request.primary.clone(),
+                |entry| flight_of(&request, entry),
+            );
+            (local, Forward::Miss, flight, Availability::Unavailable)
+        }
     };
 
-    if let Some(entry) = stored {
+    if let Some(entry) = &stored {
         if request.credentials && !entry.shared_with_credentials {
-            return fetch_alone(state, &request, None, Forward::Bypass, availability, true).await;
+            let attempt = Attempt::new(&request, None, Forward::Bypass, &flight, availability);
+            return fetch_alone(state, attempt, true).await;
         }
-        let flight = flight_of(&request, &entry);
-        match assess(state, &entry, &request) {
+        match assess(state, entry, &request) {
             Use::Fresh { remaining } => {
                 return hit(
                     state,
-                    &entry,
+                    entry,
                     &request,
                     whole_seconds(remaining),
                     Outcome::Hit,
@@ -240,7 +238,7 @@ pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
             Use::Stale { by } => {
                 return hit(
                     state,
-                    &entry,
+                    entry,
                     &request,
                     -whole_seconds(by),
                     Outcome::Stale,
@@ -251,7 +249,7 @@ pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
                 refresh_in_background(state, &request, entry.clone(), flight);
                 return hit(
                     state,
-                    &entry,
+                    entry,
                     &request,
                     -whole_seconds(by),
                     Outcome::Stale,
@@ -259,7 +257,8 @@ pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
                 );
             }
             Use::Revalidate { forward } => {
-                return fill(state, &request, Some(entry), forward, flight, availability).await;
+                let attempt = Attempt::new(&request, Some(entry), forward, &flight, availability);
+                return fill(state, attempt).await;
             }
         }
     }
@@ -273,11 +272,12 @@ pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
             Outcome::Bypass,
         );
     }
+    let attempt = Attempt::new(&request, None, forward, &flight, availability);
     if request.credentials {
         // Never share a fetch made with someone's credentials.
-        return fetch_alone(state, &request, None, forward, availability, true).await;
+        return fetch_alone(state, attempt, true).await;
     }
-    fill(state, &request, None, forward, flight, availability).await
+    fill(state, attempt).await
 }
 
 /// The key concurrent requests for this entry share.
@@ -289,96 +289,68 @@ fn flight_of(request: &ReadRequest, entry: &StoredResponse) -> CacheKey {
     }
 }
 
-/// Fetches (or revalidates) once for all concurrent identical requests.
-async fn fill(
-    state: &AppState,
-    request: &ReadRequest,
-    stored: Option<Arc<StoredResponse>>,
+/// One trip towards the origin for a request: the entry it revalidates (if
+/// any), why it went forward, the key it shares with identical requests, and
+/// whether Redis takes part.
+#[derive(Debug, Clone, Copy)]
+struct Attempt<'a> {
+    request: &'a ReadRequest,
+    stored: Option<&'a StoredResponse>,
     forward: Forward,
-    flight: CacheKey,
+    flight: &'a CacheKey,
     availability: Availability,
-) -> Response {
-    match state.flights.join(flight.clone()) {
-        Role::Leader(leader) => match lead(
-            state,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(
+        request: &'a ReadRequest,
+        stored: Option<&'a StoredResponse>,
+        forward: Forward,
+        flight: &'a CacheKey,
+        availability: Availability,
+    ) -> Self {
+        Self {
             request,
-            stored.as_deref(),
+            stored,
             forward,
-            &flight,
+            flight,
             availability,
-        )
-        .await
-        {
-            Ok(Fetch::Entry(fetched)) => {
-                leader.complete(Shared::Fetched(fetched.clone()));
-                if fetched.entry.status >= 500
-                    && let Some(response) = stale_if_error(
-                        state,
-                        request,
-                        stored.as_deref(),
-                        forward,
-                        fetched.entry.status,
-                    )
-                {
-                    return response;
-                }
-                served(state, &fetched, request, false)
-            }
-            Ok(Fetch::Peer(entry)) => {
-                let fetched = Arc::new(Fetched {
-                    origin_status: entry.status,
-                    stored: Stored::Yes {
-                        ttl_seconds: remaining_ttl(&entry),
-                    },
-                    entry: (*entry).clone(),
-                    forward,
-                });
-                leader.complete(Shared::Fetched(fetched.clone()));
-                served(state, &fetched, request, true)
-            }
-            Ok(Fetch::Stream(response)) => {
-                leader.complete(Shared::NotShared);
-                state.record(Outcome::Miss);
-                let status = stream_status(forward, response.status.as_u16());
-                respond::stream(
-                    *response,
-                    request.head,
-                    Served {
-                        status,
-                        outcome: Outcome::Miss,
-                    },
-                )
-            }
-            Err(error) => {
-                leader.complete(Shared::Failed(error.clone()));
-                origin_failed(state, request, stored.as_deref(), error, forward)
-            }
-        },
+        }
+    }
+}
+
+/// What one trip produced.
+enum Fetch {
+    Entry(Arc<Fetched>),
+    /// Not held in memory (too large, endless, or a content coding this cache
+    /// cannot read): passed through as it streams.
+    Stream(Box<OriginResponse>),
+}
+
+/// Fetches (or revalidates) once for all concurrent identical requests.
+async fn fill(state: &AppState, attempt: Attempt<'_>) -> Response {
+    match state.flights.join(attempt.flight.clone()) {
+        Role::Leader(leader) => {
+            let result = lead(state, attempt).await;
+            leader.complete(match &result {
+                Ok(Fetch::Entry(fetched)) => Shared::Fetched(fetched.clone()),
+                Ok(Fetch::Stream(_)) => Shared::NotShared,
+                Err(error) => Shared::Failed(error.clone()),
+            });
+            answer(state, attempt, result, false)
+        }
         Role::Follower(follower) => match follower.wait(state.coalesce_wait).await {
             Waited::Done(Shared::Fetched(fetched))
-                if same_variant(&fetched.entry, &request.headers) =>
+                if same_variant(&fetched.entry, &attempt.request.headers) =>
             {
-                if fetched.entry.status >= 500
-                    && let Some(response) = stale_if_error(
-                        state,
-                        request,
-                        stored.as_deref(),
-                        forward,
-                        fetched.entry.status,
-                    )
-                {
-                    return response;
-                }
-                served(state, &fetched, request, true)
+                answer(state, attempt, Ok(Fetch::Entry(fetched)), true)
             }
-            Waited::Done(Shared::Failed(error)) => {
-                origin_failed(state, request, stored.as_deref(), error, forward)
-            }
+            Waited::Done(Shared::Failed(error)) => answer(state, attempt, Err(error), true),
             // Waited too long, the leader gave up, or its answer is not for us:
             // go alone, and do not store what another request is storing.
-            _ => fetch_alone(state, request, stored, forward, availability, false).await,
+            _ => fetch_alone(state, attempt, false).await,
         },
-        Role::Overflow => fetch_alone(state, request, stored, forward, availability, false).await,
+        Role::Overflow => fetch_alone(state, attempt, false).await,
     }
 }
 
@@ -389,60 +361,46 @@ fn same_variant(entry: &StoredResponse, headers: &HeaderMap) -> bool {
 }
 
 /// Fetches for this request only (no coalescing, no lock).
-async fn fetch_alone(
+async fn fetch_alone(state: &AppState, attempt: Attempt<'_>, store: bool) -> Response {
+    let result = fetch(state, attempt, store, None).await;
+    answer(state, attempt, result, false)
+}
+
+/// The response to a trip's result: the entry (or, if the origin failed and
+/// the stored entry may cover it, the stale entry), the stream, or the error.
+fn answer(
     state: &AppState,
-    request: &ReadRequest,
-    stored: Option<Arc<StoredResponse>>,
-    forward: Forward,
-    availability: Availability,
-    store: bool,
+    attempt: Attempt<'_>,
+    result: Result<Fetch, OriginError>,
+    collapsed: bool,
 ) -> Response {
-    let flight = request.primary.clone();
-    match fetch(
-        state,
-        request,
-        stored.as_deref(),
-        forward,
-        availability,
-        store,
-        &flight,
-        None,
-    )
-    .await
-    {
+    match result {
         Ok(Fetch::Entry(fetched)) => {
             if fetched.entry.status >= 500
-                && let Some(response) = stale_if_error(
-                    state,
-                    request,
-                    stored.as_deref(),
-                    forward,
-                    fetched.entry.status,
-                )
+                && let Some(response) = stale_if_error(state, attempt, fetched.entry.status)
             {
                 return response;
             }
-            served(state, &fetched, request, false)
+            served(
+                state,
+                &fetched,
+                attempt.request,
+                collapsed || fetched.from_peer,
+            )
         }
-        Ok(Fetch::Peer(entry)) => hit(
-            state,
-            &entry,
-            request,
-            remaining_ttl(&entry),
-            Outcome::Hit,
-            None,
-        ),
         Ok(Fetch::Stream(response)) => {
-            let outcome = if matches!(forward, Forward::Bypass | Forward::Request) {
+            let outcome = if matches!(attempt.forward, Forward::Bypass | Forward::Request) {
                 Outcome::Bypass
             } else {
                 Outcome::Miss
             };
             state.record(outcome);
-            let status = stream_status(forward, response.status.as_u16());
-            respond::stream(*response, request.head, Served { status, outcome })
+            let mut status = CacheStatus::forward(attempt.forward);
+            status.forward_status = Some(response.status.as_u16());
+            status.detail = Some(NotStored::TooLarge.detail());
+            respond::stream(*response, attempt.request.head, Served { status, outcome })
         }
-        Err(error) => origin_failed(state, request, stored.as_deref(), error, forward),
+        Err(error) => origin_failed(state, attempt, error),
     }
 }
 
@@ -474,23 +432,10 @@ fn served(state: &AppState, fetched: &Fetched, request: &ReadRequest, collapsed:
     respond::entry(&fetched.entry, request, Served { status, outcome })
 }
 
-fn stream_status(forward: Forward, origin_status: u16) -> CacheStatus {
-    let mut status = CacheStatus::forward(forward);
-    status.forward_status = Some(origin_status);
-    status.detail = Some(NotStored::TooLarge.detail());
-    status
-}
-
 /// The stale entry instead of an origin failure, if its stale-if-error window
 /// (the origin's directive, else the grace period) still covers it.
-fn stale_if_error(
-    state: &AppState,
-    request: &ReadRequest,
-    stored: Option<&StoredResponse>,
-    forward: Forward,
-    origin_status: u16,
-) -> Option<Response> {
-    let entry = stored?;
+fn stale_if_error(state: &AppState, attempt: Attempt<'_>, origin_status: u16) -> Option<Response> {
+    let entry = attempt.stored?;
     let window = stale_if_error_window(&entry.cache_control(), state.policy.grace)?;
     let stale_by = entry
         .timing
@@ -501,7 +446,7 @@ fn stale_if_error(
     }
     state.record(Outcome::Stale);
     let status = CacheStatus {
-        forward: Some(forward),
+        forward: Some(attempt.forward),
         forward_status: Some(origin_status),
         ttl: Some(-whole_seconds(stale_by)),
         detail: Some("stale-if-error"),
@@ -509,7 +454,7 @@ fn stale_if_error(
     };
     Some(respond::entry(
         entry,
-        request,
+        attempt.request,
         Served {
             status,
             outcome: Outcome::Stale,
@@ -517,22 +462,16 @@ fn stale_if_error(
     ))
 }
 
-fn origin_failed(
-    state: &AppState,
-    request: &ReadRequest,
-    stored: Option<&StoredResponse>,
-    error: OriginError,
-    forward: Forward,
-) -> Response {
+fn origin_failed(state: &AppState, attempt: Attempt<'_>, error: OriginError) -> Response {
     let status_code = match error {
         OriginError::Timeout(_) => 504,
         _ => 502,
     };
-    if let Some(response) = stale_if_error(state, request, stored, forward, status_code) {
+    if let Some(response) = stale_if_error(state, attempt, status_code) {
         return response;
     }
     state.record(Outcome::Error);
-    let mut status = CacheStatus::forward(forward);
+    let mut status = CacheStatus::forward(attempt.forward);
     status.detail = Some(match error {
         OriginError::Timeout(_) => "origin-timeout",
         _ => "origin-unreachable",
@@ -554,32 +493,22 @@ fn refresh_in_background(
         let Role::Leader(leader) = state.flights.join(flight.clone()) else {
             return;
         };
-        match lead(
-            &state,
+        let attempt = Attempt::new(
             &request,
             Some(&entry),
             Forward::Stale,
             &flight,
             Availability::Available,
-        )
-        .await
-        {
-            Ok(Fetch::Entry(fetched)) => leader.complete(Shared::Fetched(fetched)),
-            Ok(_) => leader.complete(Shared::NotShared),
+        );
+        leader.complete(match lead(&state, attempt).await {
+            Ok(Fetch::Entry(fetched)) => Shared::Fetched(fetched),
+            Ok(Fetch::Stream(_)) => Shared::NotShared,
             Err(error) => {
                 tracing::warn!(key = %request.primary, %error, "background refresh failed");
-                leader.complete(Shared::Failed(error));
+                Shared::Failed(error)
             }
-        }
+        });
     });
-}
-
-enum Fetch {
-    Entry(Arc<Fetched>),
-    /// Another replica fetched and stored it while this one waited.
-    Peer(Arc<StoredResponse>),
-    /// Not held in memory (too large, or a content coding this cache cannot read).
-    Stream(Box<OriginResponse>),
 }
 
 /// A token no other holder of a lock can have.
@@ -598,104 +527,52 @@ fn lock_token() -> String {
 
 /// The fetch of the process' leader: first the cross-replica lock, so that one
 /// replica asks the origin while the others wait for what it stores.
-async fn lead(
-    state: &AppState,
-    request: &ReadRequest,
-    stored: Option<&StoredResponse>,
-    forward: Forward,
-    flight: &CacheKey,
-    availability: Availability,
-) -> Result<Fetch, OriginError> {
-    if availability == Availability::Unavailable || request.credentials {
-        return fetch(
-            state,
-            request,
-            stored,
-            forward,
-            availability,
-            true,
-            flight,
-            None,
-        )
-        .await;
-    }
-    let lock = Lock {
-        key: Storage::lock_key(flight),
-        token: lock_token(),
-    };
-    match state
-        .storage
-        .redis
-        .try_lock(&lock.key, &lock.token, state.lock_ttl)
-        .await
-    {
-        Ok(true) => {
-            fetch(
-                state,
-                request,
-                stored,
-                forward,
-                availability,
-                true,
-                flight,
-                Some(lock),
-            )
-            .await
-        }
-        Ok(false) => {
-            if let Some(entry) = wait_for_peer(state, request, flight, &lock.key).await {
-                return Ok(Fetch::Peer(entry));
-            }
-            // Nothing came in time: lead if the lock is free now, else fetch
-            // without storing (a crashed holder blocks no longer than its lock).
+async fn lead(state: &AppState, attempt: Attempt<'_>) -> Result<Fetch, OriginError> {
+    let (store, lock) =
+        if attempt.availability == Availability::Unavailable || attempt.request.credentials {
+            (true, None)
+        } else {
+            let lock = Lock {
+                key: Storage::lock_key(attempt.flight),
+                token: lock_token(),
+            };
             match state
                 .storage
                 .redis
                 .try_lock(&lock.key, &lock.token, state.lock_ttl)
                 .await
             {
-                Ok(true) => {
-                    fetch(
-                        state,
-                        request,
-                        stored,
-                        forward,
-                        availability,
-                        true,
-                        flight,
-                        Some(lock),
-                    )
-                    .await
+                Ok(true) => (true, Some(lock)),
+                Ok(false) => {
+                    if let Some(entry) =
+                        wait_for_peer(state, attempt.request, attempt.flight, &lock.key).await
+                    {
+                        return Ok(Fetch::Entry(Arc::new(Fetched {
+                            origin_status: entry.status,
+                            stored: Stored::Yes {
+                                ttl_seconds: remaining_ttl(&entry),
+                            },
+                            entry: (*entry).clone(),
+                            forward: attempt.forward,
+                            from_peer: true,
+                        })));
+                    }
+                    // Nothing came in time: lead if the lock is free now, else fetch
+                    // without storing (a crashed holder blocks no longer than its lock).
+                    match state
+                        .storage
+                        .redis
+                        .try_lock(&lock.key, &lock.token, state.lock_ttl)
+                        .await
+                    {
+                        Ok(true) => (true, Some(lock)),
+                        _ => (false, None),
+                    }
                 }
-                _ => {
-                    fetch(
-                        state,
-                        request,
-                        stored,
-                        forward,
-                        availability,
-                        false,
-                        flight,
-                        None,
-                    )
-                    .await
-                }
+                Err(_) => (true, None),
             }
-        }
-        Err(_) => {
-            fetch(
-                state,
-                request,
-                stored,
-                forward,
-                availability,
-                true,
-                flight,
-                None,
-            )
-            .await
-        }
-    }
+        };
+    fetch(state, attempt, store, lock).await
 }
 
 /// Waits for another replica to announce the flight filled (at most what its
@@ -752,20 +629,15 @@ async fn wait_for_peer(
 /// One request to the origin: a plain GET, or a conditional one when a stored
 /// response can be revalidated. Stores the result when `store` and the policy
 /// allow, releasing `lock` once it is written.
-#[allow(clippy::too_many_arguments)]
 async fn fetch(
     state: &AppState,
-    request: &ReadRequest,
-    stored: Option<&StoredResponse>,
-    forward: Forward,
-    availability: Availability,
+    attempt: Attempt<'_>,
     store: bool,
-    flight: &CacheKey,
     lock: Option<Lock>,
 ) -> Result<Fetch, OriginError> {
-    let flight = flight.clone();
+    let request = attempt.request;
     let mut headers = to_origin(&request.headers, Some(request.peer), Forwarding::Fill);
-    if let Some(stored) = stored {
+    if let Some(stored) = attempt.stored {
         headers.extend(conditional_headers(stored));
     }
     // The data version of the answer: the origin's `Data-Version` if it states
@@ -779,53 +651,43 @@ async fn fetch(
         Ok(response) => response,
         Err(error) => {
             if let Some(lock) = &lock {
-                state.storage.release(&flight, lock).await;
+                state.storage.release(attempt.flight, lock).await;
             }
             return Err(error);
         }
     };
-
-    let entry = if response.status == StatusCode::NOT_MODIFIED
-        && let Some(stored) = stored
-    {
-        let mut entry = refreshed(
-            stored,
-            &response.headers,
-            response.request_time,
-            response.response_time,
-            &state.policy,
-        );
-        entry.generation = data_version(&response.headers).unwrap_or(known_before);
-        Some((entry, 304))
-    } else if let OriginBody::Complete(body) = &response.body {
-        let generation = data_version(&response.headers).unwrap_or(known_before);
-        new_entry(state, request, &response, body.clone(), generation)
-            .map(|entry| (entry, response.status.as_u16()))
-    } else {
-        None
+    let generation = data_version(&response.headers).unwrap_or(known_before);
+    let entry = match (response.status, attempt.stored, &response.body) {
+        (StatusCode::NOT_MODIFIED, Some(stored), _) => {
+            let mut entry = refreshed(
+                stored,
+                &response.headers,
+                response.request_time,
+                response.response_time,
+                &state.policy,
+            );
+            entry.generation = generation;
+            Some((entry, 304))
+        }
+        (_, _, OriginBody::Complete(body)) => {
+            new_entry(state, request, &response, body.clone(), generation)
+                .map(|entry| (entry, response.status.as_u16()))
+        }
+        _ => None,
     };
     let Some((entry, origin_status)) = entry else {
         if let Some(lock) = &lock {
-            state.storage.release(&flight, lock).await;
+            state.storage.release(attempt.flight, lock).await;
         }
         return Ok(Fetch::Stream(Box::new(response)));
     };
-    let (entry, stored_as) = persist(
-        state,
-        request,
-        entry,
-        stored.is_some(),
-        availability,
-        store,
-        flight,
-        lock,
-    )
-    .await;
+    let (entry, stored) = persist(state, attempt, entry, store, lock).await;
     Ok(Fetch::Entry(Arc::new(Fetched {
         entry,
         origin_status,
-        forward,
-        stored: stored_as,
+        forward: attempt.forward,
+        stored,
+        from_peer: false,
     })))
 }
 
@@ -908,19 +770,16 @@ fn tags(state: &AppState, request: &ReadRequest, entry: &StoredResponse) -> Vec<
 }
 
 /// Applies the storage policy and stores the entry (locally now, in Redis in
-/// the background) when allowed. `replaces`: a stored response was revalidated;
-/// if the new answer may not be stored, the old one is removed too.
-#[allow(clippy::too_many_arguments)]
+/// the background) when `store` and the policy allow. When a stored response
+/// was revalidated and the new answer may not be stored, the old one goes too.
 async fn persist(
     state: &AppState,
-    request: &ReadRequest,
+    attempt: Attempt<'_>,
     mut entry: StoredResponse,
-    replaces: bool,
-    availability: Availability,
     store: bool,
-    flight: CacheKey,
     lock: Option<Lock>,
 ) -> (StoredResponse, Stored) {
+    let request = attempt.request;
     let decision = state.policy.storable(
         &request.facts(),
         entry.status,
@@ -932,14 +791,14 @@ async fn persist(
         Ok(terms) => terms,
         Err(reason) => {
             tracing::debug!(key = %request.primary, ?reason, "response not stored");
-            if replaces
-                && availability == Availability::Available
+            if attempt.stored.is_some()
+                && attempt.availability == Availability::Available
                 && let Err(error) = state.storage.invalidate(&request.primary).await
             {
                 tracing::warn!(key = %request.primary, %error, "could not remove a response that may no longer be stored");
             }
             if let Some(lock) = &lock {
-                state.storage.release(&flight, lock).await;
+                state.storage.release(attempt.flight, lock).await;
             }
             return (entry, Stored::No(reason));
         }
@@ -950,18 +809,16 @@ async fn persist(
     if !store {
         return (entry, Stored::No(NotStored::Concurrent));
     }
-    let tags = tags(state, request, &entry);
-    let shared = Arc::new(entry.clone());
     state.storage.store(Write {
         primary: request.primary.clone(),
-        entry: shared,
+        entry: Arc::new(entry.clone()),
         vary: terms.vary,
-        tags,
+        tags: tags(state, request, &entry),
         ttl: terms.redis_ttl,
-        flight,
+        flight: attempt.flight.clone(),
         lock,
     });
-    let stored = match availability {
+    let stored = match attempt.availability {
         Availability::Available => Stored::Yes { ttl_seconds },
         // Kept in this process only.
         Availability::Unavailable => Stored::Unavailable,
