@@ -90,6 +90,27 @@ impl IntoResponse for Problem {
     }
 }
 
+/// A layer that turns a panicking handler into an opaque, logged 500 problem
+/// instead of a dropped connection.
+pub fn catch_panics()
+-> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response> {
+    tower_http::catch_panic::CatchPanicLayer::custom(
+        panic_response as fn(Box<dyn std::any::Any + Send>) -> Response,
+    )
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "a request handler panicked");
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+        .with_detail("The request could not be completed.")
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +129,29 @@ mod tests {
         assert_eq!(json["detail"], "limit must be between 1 and 10");
         assert!(json["invalid_params"].is_array());
         assert!(json.get("instance").is_none());
+    }
+
+    async fn boom() -> &'static str {
+        panic!("secret detail")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_an_opaque_500_problem() {
+        use tower::ServiceExt;
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(boom))
+            .layer(catch_panics());
+        let request = http::Request::builder()
+            .uri("/")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("secret detail"));
     }
 
     #[test]

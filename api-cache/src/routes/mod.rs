@@ -60,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route(purge::PATH, axum::routing::post(purge::purge))
         .route("/", any(proxy::proxy))
         .route("/{*path}", any(proxy::proxy))
+        // Innermost: a panic becomes a 500 that the metrics and the access log see.
+        .layer(service_kit::problem::catch_panics())
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             telemetry::track_requests,

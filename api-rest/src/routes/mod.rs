@@ -49,6 +49,8 @@ pub fn router(state: AppState) -> Router {
         .route("/changes", get(changes::changes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost: a panic becomes a 500 that the metrics and the access log see.
+        .layer(service_kit::problem::catch_panics())
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             telemetry::track_requests,
