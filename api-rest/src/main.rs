@@ -21,6 +21,8 @@ async fn main() -> ExitCode {
             }
         };
     telemetry::init_tracing(&runtime.log_format);
+    // Before the port opens: a signal during start-up is then a clean stop.
+    let shutdown = lifecycle::shutdown_signal();
     let app = match Application::build(config, runtime).await {
         Ok(app) => app,
         Err(error) => {
@@ -29,7 +31,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(port = app.port(), "api-rest listening");
-    match app.run_until_stopped(lifecycle::shutdown_signal()).await {
+    match app.run_until_stopped(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "api-rest stopped with an error");

@@ -44,31 +44,36 @@ impl Lifecycle {
     }
 }
 
-/// Resolves on SIGTERM (what Docker and Kubernetes send) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on SIGTERM (what Docker and Kubernetes send) or Ctrl-C (SIGINT).
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: call it before binding the listener, so that a signal arriving
+/// during start-up still means a clean stop instead of the default kill.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            let (mut terminate, mut interrupt) = match (terminate, interrupt) {
+                (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM/SIGINT");
+                    return std::future::pending().await;
+                }
+            };
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("received SIGTERM"),
+                _ = interrupt.recv() => tracing::info!("received Ctrl-C"),
             }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received Ctrl-C"),
-        () = terminate => tracing::info!("received SIGTERM"),
+    async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("received Ctrl-C");
+        }
     }
 }
 
