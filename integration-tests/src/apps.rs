@@ -64,6 +64,20 @@ impl Running {
         &self.http
     }
 
+    /// Waits until an api-cache has heard its origin's change feed (fails after 10 s).
+    ///
+    /// Until the feed's first event the cache knows no data version, and answers
+    /// it stores without one (e.g. `/`) are outdated by that event: on a busy
+    /// machine a HIT would otherwise turn into a MISS mid-test.
+    pub async fn wait_for_change_feed(&self) {
+        let heard = crate::eventually(std::time::Duration::from_secs(10), || async {
+            let ready: Option<serde_json::Value> = self.get("/readyz").await.json().await.ok();
+            ready.and_then(|r| r["data_version"].as_u64()).unwrap_or(0) >= 1
+        })
+        .await;
+        assert!(heard, "api-cache never heard api-rest's change feed");
+    }
+
     /// The key prefix of an api-cache (to start more replicas sharing its keys).
     pub fn key_prefix(&self) -> &str {
         &self.key_prefix
@@ -138,10 +152,16 @@ pub fn unique_prefix() -> String {
 }
 
 /// The variables api-cache needs to reach Redis on `redis_port` and api-rest on `backend_port`.
+///
+/// The Redis timeout is raised from its 50 ms default: dozens of apps share two
+/// cores and one Redis during a test run, and a timed-out lock or write would turn
+/// a test about coalescing or purging into one about timeouts. Tests about
+/// timeouts set their own.
 pub fn cache_env(redis_port: u16, backend_port: u16) -> Vec<(String, String)> {
     vars(&[
         ("REDIS_HOST", "127.0.0.1"),
         ("REDIS_PORT", &redis_port.to_string()),
+        ("REDIS_TIMEOUT_MS", "1000"),
         ("BACKEND_HOST", "127.0.0.1"),
         ("BACKEND_PORT", &backend_port.to_string()),
         ("CACHE_KEY_PREFIX", &unique_prefix()),
@@ -201,7 +221,13 @@ impl Stack {
         let rest = spawn_rest(rest_env).await;
         let mut env = cache_env(crate::RedisServer::shared().port(), rest.port);
         env.extend(vars(cache_vars));
+        let follows_feed = !cache_vars
+            .iter()
+            .any(|(name, value)| *name == "BACKEND_CHANGES_PATH" && value.is_empty());
         let cache = spawn_cache(env).await;
+        if follows_feed {
+            cache.wait_for_change_feed().await;
+        }
         Self { db, rest, cache }
     }
 

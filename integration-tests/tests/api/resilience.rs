@@ -457,6 +457,7 @@ async fn purges_by_url_prefix_and_surrogate_key_reach_every_replica() {
         ("CACHE_PURGE_TOKEN", "purge-secret"),
     ]));
     let other = spawn_cache(env).await;
+    other.wait_for_change_feed().await;
     let paths = [
         "/air_quality?id_entity=aq_jaen",
         "/air_quality?id_entity=aq_salvia",
@@ -566,6 +567,7 @@ async fn a_row_inserted_with_psql_is_visible_through_every_replica_within_a_seco
     let mut env = cache_env(RedisServer::shared().port(), stack.rest.port);
     env.extend(vars(&[("CACHE_KEY_PREFIX", stack.cache.key_prefix())]));
     let other = spawn_cache(env).await;
+    other.wait_for_change_feed().await;
     let path = "/air_quality?from=2016-10-01&to=2016-10-01T01:00:00";
     for cache in [&stack.cache, &other] {
         x_cache(cache, path).await;
