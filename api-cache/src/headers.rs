@@ -104,18 +104,11 @@ pub fn to_origin(client: &HeaderMap, peer: Option<IpAddr>, mode: Forwarding) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (name, value) in pairs {
-            h.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        h
-    }
+    use crate::test_support::header_map;
 
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_dropped() {
-        let headers = map(&[
+        let headers = header_map(&[
             ("content-type", "application/json"),
             ("connection", "keep-alive, X-Private"),
             ("keep-alive", "timeout=5"),
@@ -130,7 +123,7 @@ mod tests {
 
     #[test]
     fn requests_keep_unknown_fields_and_gain_via_and_forwarded_for() {
-        let client = map(&[
+        let client = header_map(&[
             ("host", "api.example"),
             ("x-unknown", "yes"),
             ("accept-encoding", "gzip"),

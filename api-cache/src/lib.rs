@@ -16,6 +16,8 @@ pub mod origin;
 pub mod routes;
 pub mod startup;
 pub mod storage;
+#[cfg(test)]
+mod test_support;
 
 pub use config::Config;
 pub use startup::Application;

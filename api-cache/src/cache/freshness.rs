@@ -245,19 +245,11 @@ mod opt_epoch_millis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use crate::test_support::header_map;
     use std::time::UNIX_EPOCH;
 
     fn at(seconds: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (name, value) in pairs {
-            h.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        h
     }
 
     #[test]
@@ -297,7 +289,7 @@ mod tests {
             age_value: 0,
         };
         let default = Duration::from_secs(30);
-        let expires = headers(&[("expires", &httpdate::fmt_http_date(at(90)))]);
+        let expires = header_map(&[("expires", &httpdate::fmt_http_date(at(90)))]);
         let life = |cc: &str, h: &HeaderMap| {
             freshness_lifetime(200, &CacheControl::parse(cc), h, &timing, default)
         };
@@ -314,7 +306,7 @@ mod tests {
             Lifetime::Explicit(Duration::from_secs(90))
         );
         assert_eq!(
-            life("", &headers(&[("expires", "0")])),
+            life("", &header_map(&[("expires", "0")])),
             Lifetime::Explicit(Duration::ZERO)
         );
         assert_eq!(life("", &HeaderMap::new()), Lifetime::Heuristic(default));

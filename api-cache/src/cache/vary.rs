@@ -90,19 +90,11 @@ pub fn variant_key(primary: &CacheKey, values: &[(String, Option<String>)]) -> C
 mod tests {
     use super::*;
     use crate::cache::key::NormalizedTarget;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (name, value) in pairs {
-            h.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        h
-    }
+    use crate::test_support::header_map;
 
     #[test]
     fn names_are_normalised_and_accept_encoding_is_ours() {
-        let vary = Vary::from_headers(&headers(&[
+        let vary = Vary::from_headers(&header_map(&[
             ("vary", "Accept-Language, accept-encoding"),
             ("vary", "X-Tenant, accept-language"),
         ]));
@@ -111,7 +103,7 @@ mod tests {
             Vary::Names(vec!["accept-language".into(), "x-tenant".into()])
         );
         assert_eq!(
-            Vary::from_headers(&headers(&[("vary", "Origin, *")])),
+            Vary::from_headers(&header_map(&[("vary", "Origin, *")])),
             Vary::Any
         );
         assert_eq!(Vary::from_headers(&HeaderMap::new()), Vary::Names(vec![]));
@@ -122,12 +114,12 @@ mod tests {
         let primary = CacheKey::new("p", &NormalizedTarget::new("/x", None));
         let names = vec!["accept-language".to_owned()];
         let key = |h: &HeaderMap| variant_key(&primary, &request_values(&names, h));
-        let fr = key(&headers(&[("accept-language", "fr")]));
-        assert_eq!(fr, key(&headers(&[("accept-language", " fr ")])));
-        assert_ne!(fr, key(&headers(&[("accept-language", "de")])));
+        let fr = key(&header_map(&[("accept-language", "fr")]));
+        assert_eq!(fr, key(&header_map(&[("accept-language", " fr ")])));
+        assert_ne!(fr, key(&header_map(&[("accept-language", "de")])));
         assert_ne!(
             key(&HeaderMap::new()),
-            key(&headers(&[("accept-language", "")]))
+            key(&header_map(&[("accept-language", "")]))
         );
         assert!(fr.as_str().starts_with(primary.as_str()));
     }

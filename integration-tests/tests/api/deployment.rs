@@ -12,7 +12,7 @@ use integration_tests::process::{KillOnDrop, free_port, wait_for_port};
 use integration_tests::{PostgresServer, binary, repo_root};
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::repository::{env_file_variables, variables_read_by};
+use crate::repository::{env_file_variables, variables_missing_from};
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -112,11 +112,7 @@ fn only_manifests_kubectl_apply_accepts_are_in_the_kubernetes_folder() {
 #[test]
 fn every_variable_a_binary_reads_is_given_by_compose() {
     for service in ["api-rest", "api-cache"] {
-        let given = compose_env_names(service);
-        let missing: Vec<_> = variables_read_by(service)
-            .difference(&given)
-            .cloned()
-            .collect();
+        let missing = variables_missing_from(service, &compose_env_names(service));
         assert!(
             missing.is_empty(),
             "compose service {service} does not set {missing:?}"
@@ -130,10 +126,7 @@ fn every_variable_a_binary_reads_is_given_by_its_kubernetes_deployment() {
     for service in ["api-rest", "api-cache"] {
         let deployment = object(&objects, "Deployment", service);
         let given = container_env_names(container(deployment, service));
-        let missing: Vec<_> = variables_read_by(service)
-            .difference(&given)
-            .cloned()
-            .collect();
+        let missing = variables_missing_from(service, &given);
         assert!(
             missing.is_empty(),
             "the {service} Deployment does not set {missing:?}"

@@ -175,27 +175,13 @@ async fn every_metric_the_dashboard_and_the_alerts_use_is_exported() {
 
     // Traffic that creates every series: a miss, a hit, a store, a refusal, readiness.
     let stack = Stack::spawn(&[]).await;
-    stack
-        .cache
-        .get("/air_quality?limit=3")
-        .await
-        .text()
-        .await
-        .unwrap();
-    stack
-        .cache
-        .get("/air_quality?limit=3")
-        .await
-        .text()
-        .await
-        .unwrap();
-    stack
-        .cache
-        .get("/air_quality?limit=0")
-        .await
-        .text()
-        .await
-        .unwrap();
+    for path in [
+        "/air_quality?limit=3",
+        "/air_quality?limit=3",
+        "/air_quality?limit=0",
+    ] {
+        stack.cache.get(path).await.text().await.unwrap();
+    }
     stack.rest.get("/readyz").await.text().await.unwrap();
     let stored = eventually(Duration::from_secs(5), || async {
         stack.cache.metric("api_cache_stored_total", &[]).await >= 1.0

@@ -20,6 +20,14 @@ pub(crate) fn variables_read_by(service: &str) -> BTreeSet<String> {
     names
 }
 
+/// The variables `service` reads that `given` lacks.
+pub(crate) fn variables_missing_from(service: &str, given: &BTreeSet<String>) -> Vec<String> {
+    variables_read_by(service)
+        .difference(given)
+        .cloned()
+        .collect()
+}
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -52,10 +60,7 @@ fn the_config_reader_knows_the_variables_of_both_services() {
 fn every_variable_the_binaries_read_is_in_environment_env() {
     let in_file = env_file_variables();
     for service in ["api-rest", "api-cache"] {
-        let missing: Vec<_> = variables_read_by(service)
-            .difference(&in_file)
-            .cloned()
-            .collect();
+        let missing = variables_missing_from(service, &in_file);
         assert!(
             missing.is_empty(),
             "{service} reads {missing:?}, missing from environment.env"
