@@ -7,8 +7,10 @@
 # api-cache (at its defaults: JSON access log on, gzip storage) and, for
 # reference, nginx proxy_cache (one process) each run twice under callgrind: one
 # miss then 200 hits, and one miss then 200 + HITS hits, from one keep-alive
-# connection. Per hit = (second total - first total) / HITS, so start-up and
-# the miss are not counted. Then the top symbols of api-cache's longer run.
+# connection; the counters are zeroed after the miss (callgrind_control -z),
+# so start-up (whose clock calibration varies from run to run) and the miss
+# are not counted. Per hit = (second total - first total) / HITS. Then the top
+# symbols of api-cache's longer run.
 # API_CACHE_BIN measures another build (e.g. the one before a change).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +61,7 @@ run_api_cache() {
   for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
   requests "$port" 1
   sleep 1   # the background write to Redis
+  callgrind_control -z "$pid" >/dev/null 2>&1
   requests "$port" "$1"
   kill -TERM "$pid"; wait "$pid" || true
 }
@@ -73,6 +76,7 @@ run_nginx() {
   pid=$!
   for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$port/static/" && break; sleep 0.1; done
   requests "$port" 1
+  callgrind_control -z "$pid" >/dev/null 2>&1
   requests "$port" "$1"
   kill -QUIT "$pid"; wait "$pid" || true
 }
@@ -87,5 +91,7 @@ for front in api-cache nginx; do
 done
 echo
 echo "api-cache, top symbols of the run with $((200 + hits)) hits (self cost):"
-callgrind_annotate --inclusive=no "$BENCH_DIR/api-cache-long.out" 2>/dev/null \
-  | awk '/file:function/ { on = 1; next } on && NF { print } on && ++n > 25 { exit }'
+callgrind_annotate --inclusive=no "$BENCH_DIR/api-cache-long.out" >"$BENCH_DIR/annotated.txt" 2>/dev/null
+awk '/file:function/ { on = 1; next } on && NF && n++ < 25 { print }' "$BENCH_DIR/annotated.txt"
+# CALLGRIND_KEEP=DIR keeps the profiles (callgrind_annotate, kcachegrind).
+if [ -n "${CALLGRIND_KEEP:-}" ]; then cp "$BENCH_DIR"/*.out "$CALLGRIND_KEEP/"; fi

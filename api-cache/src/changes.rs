@@ -14,21 +14,21 @@ const SILENCE: Duration = Duration::from_secs(30);
 
 /// The data version this replica knows.
 #[derive(Debug, Clone, Default)]
-pub struct Generation(Arc<AtomicU64>);
+pub(crate) struct Generation(Arc<AtomicU64>);
 
 impl Generation {
-    pub fn current(&self) -> u64 {
+    pub(crate) fn current(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
 
     /// Raises the known version; never lowers it.
-    pub fn observe(&self, version: u64) -> bool {
+    pub(crate) fn observe(&self, version: u64) -> bool {
         self.0.fetch_max(version, Ordering::AcqRel) < version
     }
 }
 
 /// Follows `url` until `stopped`, reconnecting after failures.
-pub fn spawn_follower(url: String, generation: Generation, stopped: CancellationToken) {
+pub(crate) fn spawn_follower(url: String, generation: Generation, stopped: CancellationToken) {
     tokio::spawn(async move {
         let client = match reqwest::Client::builder()
             .no_proxy()

@@ -7,7 +7,7 @@ use service_kit::Problem;
 use crate::origin::OriginError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error(transparent)]
     Origin(#[from] OriginError),
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 /// This cache in `Via` (RFC 9110 7.6.3).
-pub const VIA: &str = "1.1 api-cache";
+pub(crate) const VIA: &str = "1.1 api-cache";
 
 const HOP_BY_HOP: &[HeaderName] = &[
     header::CONNECTION,
@@ -51,7 +51,7 @@ fn is_hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
 
 /// The end-to-end response headers to store or send on, minus `Content-Length`
 /// (the server recomputes it). Values that are not visible ASCII are dropped.
-pub fn end_to_end(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(crate) fn end_to_end(headers: &HeaderMap) -> Vec<(String, String)> {
     let listed = connection_listed(headers);
     headers
         .iter()
@@ -64,7 +64,7 @@ pub fn end_to_end(headers: &HeaderMap) -> Vec<(String, String)> {
 
 /// How a request goes to the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forwarding {
+pub(crate) enum Forwarding {
     /// To fill the cache: without the fields the cache handles itself.
     Fill,
     /// Passed through as the client sent it (other methods).
@@ -73,7 +73,7 @@ pub enum Forwarding {
 
 /// The request headers to send to the origin: the client's end-to-end fields
 /// (its `Host` becomes `X-Forwarded-Host`), plus `Via` and `X-Forwarded-For`.
-pub fn to_origin(client: &HeaderMap, peer: Option<IpAddr>, mode: Forwarding) -> HeaderMap {
+pub(crate) fn to_origin(client: &HeaderMap, peer: Option<IpAddr>, mode: Forwarding) -> HeaderMap {
     let listed = connection_listed(client);
     let mut out = HeaderMap::new();
     for (name, value) in client {

@@ -1,23 +1,40 @@
-//! api-cache: the public front. GETs are answered from Redis when a fresh copy
-//! exists, otherwise fetched from api-rest, stored and returned.
+//! api-cache: the public front. GETs are answered from the in-process tier or
+//! Redis when a fresh copy exists, otherwise fetched from api-rest once,
+//! stored and returned.
 //!
-//! - [`cache`]: keys, the stored format, the storage policy, single-flight (no I/O).
-//! - [`storage`]: the local tier, Redis and the replicas' messages;
-//!   [`origin`]: api-rest through reqwest; [`changes`]: its data-change feed.
-//! - [`routes`]: the read-through handler and the service's own endpoints.
-//! - [`config`], [`error`], [`headers`], [`startup`].
+//! - `cache`: the logic without I/O: keys, the plan for a request, freshness,
+//!   the storage policy, the stored and the servable forms, single-flight.
+//! - `storage`: the in-process tier, the shared store (Redis) behind a trait,
+//!   the fill lock, the replicas' events.
+//! - `proxy`: the read path (look up, decide, act) and other methods;
+//!   `origin`: api-rest through reqwest; `changes`: its data-change feed.
+//! - `routes`: the router, the shared state and the service's own endpoints.
+//! - [`config`], `error`, `headers`, `metrics`, [`startup`].
 
-pub mod cache;
-pub mod changes;
+mod cache;
+mod changes;
 pub mod config;
-pub mod error;
-pub mod headers;
-pub mod origin;
-pub mod routes;
+mod error;
+mod headers;
+mod metrics;
+mod origin;
+mod proxy;
+mod routes;
 pub mod startup;
-pub mod storage;
+mod storage;
 #[cfg(test)]
 mod test_support;
 
 pub use config::Config;
 pub use startup::Application;
+
+/// The Redis key of the entry for `path_and_query` under `prefix`, as every
+/// replica computes it (for operators and tests that look into Redis).
+pub fn redis_key(prefix: &str, path_and_query: &str) -> String {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    };
+    let url = cache::key::UrlKey::of(&cache::key::NormalizedTarget::new(path, query));
+    format!("{prefix}:{}", cache::key::EntryKey::url(url))
+}

@@ -15,7 +15,7 @@ use crate::cache::key::NormalizedTarget;
 use crate::config::Config;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum OriginError {
+pub(crate) enum OriginError {
     #[error("the origin cannot be reached: {0}")]
     Unreachable(String),
     #[error("the origin did not answer within {0:?}")]
@@ -26,16 +26,16 @@ pub enum OriginError {
 
 /// An origin response with its body either complete or still streaming.
 #[derive(Debug)]
-pub struct OriginResponse {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: OriginBody,
-    pub request_time: SystemTime,
-    pub response_time: SystemTime,
+pub(crate) struct OriginResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: OriginBody,
+    pub(crate) request_time: SystemTime,
+    pub(crate) response_time: SystemTime,
 }
 
 #[derive(Debug)]
-pub enum OriginBody {
+pub(crate) enum OriginBody {
     Complete(Bytes),
     /// Larger than the limit: what was read, and the live response for the rest.
     TooLarge {
@@ -46,7 +46,7 @@ pub enum OriginBody {
 
 impl OriginBody {
     /// The whole body as a stream of chunks.
-    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, reqwest::Error>> + Send {
+    pub(crate) fn into_stream(self) -> impl Stream<Item = Result<Bytes, reqwest::Error>> + Send {
         match self {
             Self::Complete(bytes) => stream::once(async { Ok(bytes) }).left_stream(),
             Self::TooLarge { head, rest } => stream::once(async { Ok(head) })
@@ -57,7 +57,7 @@ impl OriginBody {
 }
 
 #[derive(Debug, Clone)]
-pub struct Origin {
+pub(crate) struct Origin {
     client: reqwest::Client,
     base_url: String,
     timeout: Duration,
@@ -65,7 +65,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(config: &Config) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.backend_connect_timeout())
             .read_timeout(config.backend_timeout())
@@ -97,7 +97,7 @@ impl Origin {
 
     /// `GET`s the target with `headers` (already prepared for the origin),
     /// reading the body for the cache.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         target: &NormalizedTarget,
         headers: HeaderMap,
@@ -154,7 +154,7 @@ impl Origin {
     }
 
     /// Forwards any request as it is; the response body is left streaming.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         method: Method,
         path_and_query: &str,

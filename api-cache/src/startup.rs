@@ -12,16 +12,17 @@ use crate::cache::coalesce::Coalescer;
 use crate::cache::policy::Policy;
 use crate::changes::{Generation, spawn_follower};
 use crate::config::Config;
+use crate::metrics::CacheMetrics;
 use crate::origin::Origin;
-use crate::routes::{AppState, router};
-use crate::storage::Storage;
-use crate::storage::local::LocalCache;
-use crate::storage::redis::{RedisStore, StoreError};
+use crate::routes::{AppState, Context, Front};
+use crate::storage::local::LocalTier;
+use crate::storage::redis::RedisStore;
+use crate::storage::{SharedStore, Storage, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("invalid Redis settings: {0}")]
-    Redis(#[from] StoreError),
+    Redis(String),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error("cannot listen on {address}: {source}")]
@@ -29,6 +30,12 @@ pub enum StartupError {
         address: SocketAddr,
         source: std::io::Error,
     },
+}
+
+impl From<StoreError> for StartupError {
+    fn from(error: StoreError) -> Self {
+        Self::Redis(error.to_string())
+    }
 }
 
 /// A bound, not yet serving, api-cache. `API_CACHE_PORT=0` picks a free port.
@@ -42,31 +49,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config, runtime: RuntimeConfig) -> Result<Self, StartupError> {
-        let metrics = Metrics::new();
-        let redis = RedisStore::connect_lazy(&config, metrics.clone())?;
-        let local = LocalCache::new(config.cache_local_max_bytes);
-        let state = AppState {
-            storage: Storage::new(redis, local, &config.cache_key_prefix, metrics.clone()),
-            origin: Origin::new(&config)?,
-            flights: Coalescer::new(config.cache_coalesce_max_waiters),
-            policy: Policy {
-                default_ttl: Duration::from_secs(config.cache_ttl_seconds),
-                grace: Duration::from_secs(config.cache_grace_seconds),
-                max_body_bytes: config.cache_max_body_bytes,
-                compress: config.cache_compression == "gzip",
-                stale_while_revalidate: Duration::from_secs(
-                    config.cache_stale_while_revalidate_seconds,
-                ),
-            },
-            key_prefix: Arc::from(config.cache_key_prefix.as_str()),
-            coalesce_wait: config.coalesce_wait(),
-            lock_ttl: config.lock_ttl(),
-            generation: Generation::default(),
-            purge_token: config.cache_purge_token.clone().map(Arc::new),
-            metrics,
-            lifecycle: Lifecycle::new(),
-        };
+        let state = AppState::new(context(&config)?);
         state.storage.start(state.lifecycle.stopped());
+        state.registry.spawn_upkeep(state.lifecycle.stopped());
         if !config.backend_changes_path.is_empty() {
             let url = format!(
                 "http://{}:{}{}",
@@ -100,9 +85,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let lifecycle = self.state.lifecycle.clone();
+        let front = Front::new(self.state);
         let result = lifecycle::serve(
             self.listener,
-            router(self.state),
+            move |peer| front.for_peer(peer.ip()),
             lifecycle,
             &self.runtime,
             shutdown,
@@ -111,4 +97,45 @@ impl Application {
         tracing::info!("api-cache stopped");
         result
     }
+}
+
+/// What the handlers share, from the configuration.
+fn context(config: &Config) -> Result<Context, StartupError> {
+    let registry = Metrics::new();
+    let metrics = CacheMetrics::register(&registry);
+    let redis = RedisStore::connect_lazy(config, metrics.clone())?;
+    context_with(config, Arc::new(redis), registry, metrics)
+}
+
+/// What the handlers share, over the given shared store.
+pub(crate) fn context_with(
+    config: &Config,
+    shared: Arc<dyn SharedStore>,
+    registry: Metrics,
+    metrics: CacheMetrics,
+) -> Result<Context, StartupError> {
+    // An entry holds its body decoded and, for text, gzip-compressed too.
+    let largest_entry = 2 * config.cache_max_body_bytes as u64;
+    let local = LocalTier::new(config.cache_local_max_bytes, largest_entry);
+    Ok(Context {
+        storage: Storage::new(local, shared, metrics.clone()),
+        origin: Origin::new(config)?,
+        flights: Coalescer::new(config.cache_coalesce_max_waiters),
+        policy: Policy {
+            default_ttl: Duration::from_secs(config.cache_ttl_seconds),
+            grace: Duration::from_secs(config.cache_grace_seconds),
+            max_body_bytes: config.cache_max_body_bytes,
+            compress: config.cache_compression == "gzip",
+            stale_while_revalidate: Duration::from_secs(
+                config.cache_stale_while_revalidate_seconds,
+            ),
+        },
+        coalesce_wait: config.coalesce_wait(),
+        lock_ttl: config.lock_ttl(),
+        generation: Generation::default(),
+        purge_token: config.cache_purge_token.clone(),
+        metrics,
+        registry,
+        lifecycle: Lifecycle::new(),
+    })
 }

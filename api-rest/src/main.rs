@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use api_rest::{Application, Config};
 use service_kit::{RuntimeConfig, healthcheck, lifecycle, telemetry};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     if let Some(code) =
         healthcheck::run_if_requested("API_REST_PORT", api_rest::config::DEFAULT_PORT)
     {
@@ -20,7 +19,11 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    telemetry::init_tracing(&runtime.log_format);
+    let _logs = telemetry::init_tracing(&runtime.log_format);
+    lifecycle::run(serve(config, runtime))
+}
+
+async fn serve(config: Config, runtime: RuntimeConfig) -> ExitCode {
     // Before the port opens: a signal during start-up is then a clean stop.
     let shutdown = lifecycle::shutdown_signal();
     let app = match Application::build(config, runtime).await {

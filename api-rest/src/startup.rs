@@ -70,14 +70,16 @@ impl Application {
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let lifecycle = self.state.lifecycle.clone();
+        self.state.metrics.spawn_upkeep(lifecycle.stopped());
         crate::changes::spawn_listener(
             store.clone(),
             self.state.versions.clone(),
             lifecycle.stopped(),
         );
+        let router = router(self.state);
         let result = lifecycle::serve(
             self.listener,
-            router(self.state),
+            move |_peer| router.clone(),
             lifecycle,
             &self.runtime,
             shutdown,

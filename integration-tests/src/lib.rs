@@ -32,7 +32,7 @@ pub fn repo_root() -> PathBuf {
 /// Logs to stderr when `TEST_LOG` is set (`TEST_LOG=1 cargo test -- --nocapture`).
 pub fn init_test_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        service_kit::telemetry::init_tracing("pretty");
+        std::mem::forget(service_kit::telemetry::init_tracing("pretty"));
     }
 }
 

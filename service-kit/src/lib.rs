@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod problem;
 pub mod request_id;
+pub mod server;
 pub mod telemetry;
 
 pub use config::{ConfigError, RuntimeConfig};

@@ -7,15 +7,18 @@
 
 use std::future::Future;
 use std::io;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
+use std::net::SocketAddr;
+
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeConfig;
+use crate::server::Respond;
 
 /// Shared by the server loop and the handlers that report readiness.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +44,24 @@ impl Lifecycle {
     /// Cancelled when the server stops accepting; background tasks watch it to end.
     pub fn stopped(&self) -> CancellationToken {
         self.stopped.clone()
+    }
+}
+
+/// Runs a service's `main` on a multi-threaded runtime whose workers hand
+/// their gathered access lines to the log writer whenever they run out of
+/// work, and when they stop.
+pub fn run(main: impl Future<Output = ExitCode>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(crate::telemetry::flush_thread_logs)
+        .on_thread_stop(crate::telemetry::flush_thread_logs)
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(main),
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -77,11 +98,12 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains and stops
-/// as described in the module documentation.
-pub async fn serve(
+/// Serves on `listener` until `shutdown` resolves, then drains and stops as
+/// described in the module documentation. `handler_for` makes the handler of
+/// each connection (see `server`).
+pub async fn serve<R: Respond>(
     listener: TcpListener,
-    router: Router,
+    handler_for: impl Fn(SocketAddr) -> R,
     lifecycle: Lifecycle,
     runtime: &RuntimeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -106,18 +128,16 @@ pub async fn serve(
         }
     };
 
-    // Handlers may read the peer address (`ConnectInfo<SocketAddr>`).
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(graceful);
+    let server = crate::server::serve(listener, handler_for, graceful);
     let deadline = async {
         stopping.cancelled().await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        result = server.into_future() => result,
+        () = server => {}
         () = deadline => {
             tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time; closing them");
-            Ok(())
         }
     }
+    Ok(())
 }

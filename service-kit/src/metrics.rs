@@ -6,10 +6,12 @@
 //! the usual `metrics::counter!`/`histogram!` macros inside [`Metrics::scope`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
+use tokio_util::sync::CancellationToken;
 
 /// Latency buckets in seconds, from a Redis hit (sub-millisecond) to a full table stream.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -29,6 +31,9 @@ pub const SIZE_BUCKETS: &[f64] = &[
     16_777_216.0,
     67_108_864.0,
 ];
+
+/// How often histogram samples are folded into buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Cheap to clone; all clones share one registry.
 #[derive(Clone)]
@@ -65,8 +70,31 @@ impl Metrics {
             handle,
             process: Arc::new(metrics_process::Collector::default()),
         };
-        metrics.scope(|| metrics.process.describe());
+        metrics.scope(|| {
+            metrics.process.describe();
+            metrics::describe_counter!(
+                "log_lines_dropped_total",
+                "Log lines dropped because stdout did not keep up."
+            );
+        });
         metrics
+    }
+
+    /// Folds recorded histogram samples into their buckets every few seconds
+    /// until `stopped`. Without it, samples pile up between scrapes, and
+    /// without scrapes memory grows with every request.
+    pub fn spawn_upkeep(&self, stopped: CancellationToken) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => return,
+                    _ = every.tick() => handle.run_upkeep(),
+                }
+            }
+        });
     }
 
     /// Runs `f` with this registry as the target of the `metrics` macros.
@@ -78,7 +106,11 @@ impl Metrics {
     /// The Prometheus text exposition of everything recorded so far, with the
     /// process metrics read now.
     pub fn render(&self) -> String {
-        self.scope(|| self.process.collect());
+        self.scope(|| {
+            self.process.collect();
+            metrics::counter!("log_lines_dropped_total")
+                .absolute(crate::telemetry::dropped_log_lines());
+        });
         self.handle.render()
     }
 }

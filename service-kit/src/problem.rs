@@ -99,6 +99,16 @@ pub fn catch_panics()
     )
 }
 
+/// Runs a handler's future, turning a panic into the same opaque 500 as
+/// [`catch_panics`] (for handlers served outside an axum router).
+pub async fn catching(handler: impl std::future::Future<Output = Response>) -> Response {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(handler)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(panic_response)
+}
+
 fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response {
     let message = panic
         .downcast_ref::<String>()

@@ -1,40 +1,98 @@
 //! Logs and per-request telemetry.
 //!
 //! Logs go to stdout through `tracing`: JSON lines by default (`LOG_FORMAT=json`),
-//! human-readable with `LOG_FORMAT=pretty`; `RUST_LOG` filters them.
-//! [`track_requests`] is the one middleware that records request metrics and
-//! writes the access log line, so both always agree.
+//! human-readable with `LOG_FORMAT=pretty`; `RUST_LOG` filters them. Lines are
+//! handed to a background writer thread, so logging never blocks a worker; if
+//! stdout cannot keep up, lines are dropped and counted
+//! (`log_lines_dropped_total`) rather than queued without bound.
+//!
+//! [`track_requests`] is the one middleware that gives every request its id,
+//! records its metrics and writes its access line, so all three agree. It is
+//! on every request's path, so it registers each series once and writes the
+//! JSON access line itself (see [`access`]).
 
+mod access;
+mod span_fields;
+mod writer;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::Method;
+use metrics::{Counter, Gauge, Histogram};
+use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
-use crate::Metrics;
+use crate::{Metrics, request_id};
 
 /// Route label of requests no route matched (404s): keeps label cardinality bounded.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// Hand-overs waiting for the writer thread at most; past that they are dropped.
+const QUEUED_WRITES: usize = 16_384;
+
+/// The writer of JSON lines, once installed.
+static JSON_WRITER: OnceLock<writer::LineWriter> = OnceLock::new();
+
+/// Writes what is queued when dropped: keep it alive until the process ends.
+#[derive(Debug)]
+#[must_use = "logs are lost unless the guard lives until the end of main"]
+pub struct LogGuard {
+    _writer: Option<writer::WriterThread>,
+}
+
 /// Installs the global log subscriber. Later calls (several apps in one test
 /// process) keep the first one.
-pub fn init_tracing(format: &str) {
+pub fn init_tracing(format: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,reqwest=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _already_set = if format == "json" {
+    let Ok((writer, guard)) = writer::spawn(std::io::stdout(), QUEUED_WRITES) else {
+        eprintln!("cannot start the log writer thread; logging to nothing");
+        return LogGuard { _writer: None };
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer.clone());
+    let installed = if format == "json" {
         // The request's span (its request id) rides along on every line it logs.
         builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(span_fields::JsonSpanFields)
             .try_init()
     } else {
         builder.try_init()
     };
+    if installed.is_err() {
+        return LogGuard { _writer: None };
+    }
+    if format == "json" {
+        let _first = JSON_WRITER.set(writer);
+    }
+    LogGuard {
+        _writer: Some(guard),
+    }
+}
+
+/// Hands the access lines this thread has gathered to the log writer. The
+/// runtime calls it whenever a worker runs out of work (see `lifecycle::run`).
+pub fn flush_thread_logs() {
+    if let Some(writer) = JSON_WRITER.get() {
+        access::flush(writer);
+    }
+}
+
+/// Writes of log lines dropped because stdout did not keep up (a write of
+/// access lines may hold several).
+pub(crate) fn dropped_log_lines() -> u64 {
+    JSON_WRITER.get().map_or(0, writer::LineWriter::dropped)
 }
 
 /// Describes the request metrics once, so `/metrics` carries HELP lines.
@@ -70,85 +128,170 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Decrements the in-flight gauge even when the request future is dropped.
-struct InFlight {
-    metrics: Metrics,
-    route: String,
+/// The request series of one app, registered on first use and then reused:
+/// recording a request looks its handles up without building a label.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct RequestTelemetry(Arc<Registered>);
+
+struct Registered {
+    registry: Metrics,
+    routes: RwLock<HashMap<String, Arc<RouteSeries>>>,
 }
 
-impl InFlight {
-    fn enter(metrics: &Metrics, route: &str) -> Self {
-        metrics.scope(|| {
-            metrics::gauge!("http_requests_in_flight", "route" => route.to_owned()).increment(1.0);
-        });
-        Self {
-            metrics: metrics.clone(),
-            route: route.to_owned(),
+/// The series of one matched route.
+struct RouteSeries {
+    route: String,
+    in_flight: Gauge,
+    answered: RwLock<HashMap<MethodStatus, Answered>>,
+}
+
+/// A method label and a status code.
+type MethodStatus = (&'static str, u16);
+
+/// The count and the latency of the requests answered with one status.
+type Answered = (Counter, Histogram);
+
+impl std::fmt::Debug for RequestTelemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestTelemetry").finish_non_exhaustive()
+    }
+}
+
+impl RequestTelemetry {
+    pub fn new(registry: &Metrics) -> Self {
+        describe_http_metrics(registry);
+        Self(Arc::new(Registered {
+            registry: registry.clone(),
+            routes: RwLock::default(),
+        }))
+    }
+
+    fn route(&self, route: &str) -> Arc<RouteSeries> {
+        if let Some(series) = read(&self.0.routes).get(route) {
+            return series.clone();
         }
+        let series = Arc::new(RouteSeries {
+            route: route.to_owned(),
+            in_flight: self
+                .0
+                .registry
+                .scope(|| metrics::gauge!("http_requests_in_flight", "route" => route.to_owned())),
+            answered: RwLock::default(),
+        });
+        write(&self.0.routes)
+            .entry(route.to_owned())
+            .or_insert(series)
+            .clone()
+    }
+
+    fn answered(&self, route: &RouteSeries, method: &'static str, status: u16, seconds: f64) {
+        if let Some((count, time)) = read(&route.answered).get(&(method, status)) {
+            count.increment(1);
+            time.record(seconds);
+            return;
+        }
+        let (count, time) = self.0.registry.scope(|| {
+            let labels = [
+                ("route", route.route.clone()),
+                ("method", method.to_owned()),
+                ("status", status.to_string()),
+            ];
+            (
+                metrics::counter!("http_requests_total", &labels),
+                metrics::histogram!("http_request_duration_seconds", &labels),
+            )
+        });
+        count.increment(1);
+        time.record(seconds);
+        write(&route.answered).insert((method, status), (count, time));
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Decrements the in-flight gauge even when the request future is dropped.
+struct InFlight(Gauge);
+
+impl InFlight {
+    fn enter(gauge: Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let route = std::mem::take(&mut self.route);
-        self.metrics.scope(|| {
-            metrics::gauge!("http_requests_in_flight", "route" => route).decrement(1.0);
-        });
+        self.0.decrement(1.0);
     }
 }
 
-/// Middleware: request count, latency and in-flight metrics labelled by matched
-/// route, and one access log line per request.
+/// Middleware for axum routers: [`RequestTelemetry::track`] with the matched
+/// route as the label.
 pub async fn track_requests(
-    State(metrics): State<Metrics>,
+    State(telemetry): State<RequestTelemetry>,
     request: Request,
     next: Next,
 ) -> Response {
-    let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
-        .to_owned();
-    let method = method_label(request.method());
-    let path = request.uri().path().to_owned();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
-
-    let in_flight = InFlight::enter(&metrics, &route);
-    let response = next.run(request).await;
-    drop(in_flight);
-
-    let elapsed = start.elapsed();
-    let status = response.status().as_u16();
-    metrics.scope(|| {
-        let labels = [
-            ("route", route.clone()),
-            ("method", method.to_owned()),
-            ("status", status.to_string()),
-        ];
-        metrics::counter!("http_requests_total", &labels).increment(1);
-        metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    });
-    let cache = response
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    tracing::info!(
-        target: "access",
-        method,
-        route,
-        path,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        cache,
-        request_id,
-        "request"
-    );
-    response
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched
+        .as_ref()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    telemetry
+        .track(route, request, |request| next.run(request))
+        .await
 }
+
+impl RequestTelemetry {
+    /// Runs `handle` for the request with the request id (kept or made,
+    /// passed on, returned), request count, latency and in-flight metrics
+    /// labelled by `route`, and one access log line. Everything the request
+    /// logs carries its id.
+    pub async fn track<F, Fut>(&self, route: &str, mut request: Request, handle: F) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        let start = Instant::now();
+        let id = request_id::ensure(request.headers_mut());
+        let route = self.route(route);
+        let method = method_label(request.method());
+        let uri = request.uri().clone();
+
+        let in_flight = InFlight::enter(route.in_flight.clone());
+        let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
+        let mut response = handle(request).instrument(span).await;
+        drop(in_flight);
+
+        let elapsed = start.elapsed();
+        let status = response.status().as_u16();
+        self.answered(&route, method, status, elapsed.as_secs_f64());
+        let record = access::Record {
+            method,
+            route: &route.route,
+            path: uri.path(),
+            status,
+            latency: elapsed,
+            cache: response
+                .headers()
+                .get(X_CACHE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-"),
+            request_id: id.to_str().unwrap_or("-"),
+        };
+        access::log(&record, JSON_WRITER.get());
+        response.headers_mut().insert(request_id::HEADER, id);
+        response
+    }
+}
+
+/// The cache outcome header api-cache sets, logged with each request.
+const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");

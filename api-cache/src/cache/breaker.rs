@@ -7,15 +7,24 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Closed,
     Open,
     HalfOpen,
 }
 
 impl State {
+    /// The `to` label of `api_cache_redis_breaker_transitions_total`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "halfopen",
+        }
+    }
+
     /// The gauge value: 0 closed, 1 open, 2 half-open.
-    pub fn gauge(self) -> f64 {
+    pub(crate) fn gauge(self) -> f64 {
         match self {
             Self::Closed => 0.0,
             Self::Open => 1.0,
@@ -33,7 +42,7 @@ struct Inner {
 }
 
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     failures: u32,
     cooldown: Duration,
     inner: Mutex<Inner>,
@@ -41,14 +50,14 @@ pub struct Breaker {
 
 /// Permission to run one operation; report how it went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permit {
+pub(crate) enum Permit {
     Normal,
     /// The half-open probe.
     Probe,
 }
 
 impl Breaker {
-    pub fn new(failures: u32, cooldown: Duration) -> Self {
+    pub(crate) fn new(failures: u32, cooldown: Duration) -> Self {
         Self {
             failures: failures.max(1),
             cooldown,
@@ -67,12 +76,12 @@ impl Breaker {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.lock().state
     }
 
     /// Whether an operation may run now.
-    pub fn allow(&self, now: Instant) -> Option<Permit> {
+    pub(crate) fn allow(&self, now: Instant) -> Option<Permit> {
         let mut inner = self.lock();
         match inner.state {
             State::Closed => Some(Permit::Normal),
@@ -98,14 +107,14 @@ impl Breaker {
 
     /// Forgets a permit whose operation was abandoned before it finished (its
     /// future dropped): a half-open breaker may probe again.
-    pub fn abandon(&self, permit: Permit) {
+    pub(crate) fn abandon(&self, permit: Permit) {
         if permit == Permit::Probe {
             self.lock().probe_in_flight = false;
         }
     }
 
     /// Records an operation's result; returns the new state if it changed.
-    pub fn record(&self, permit: Permit, success: bool, now: Instant) -> Option<State> {
+    pub(crate) fn record(&self, permit: Permit, success: bool, now: Instant) -> Option<State> {
         let mut inner = self.lock();
         let before = inner.state;
         if permit == Permit::Probe {

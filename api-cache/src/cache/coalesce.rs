@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 /// Flights in progress, by key.
 #[derive(Debug)]
-pub struct Coalescer<K, T> {
+pub(crate) struct Coalescer<K, T> {
     flights: Mutex<HashMap<K, Flight<T>>>,
     max_waiters: usize,
     next_id: AtomicU64,
@@ -32,7 +32,7 @@ struct Flight<T> {
 
 /// What a request should do for its key.
 #[derive(Debug)]
-pub enum Role<K: Eq + Hash + Clone, T: Clone> {
+pub(crate) enum Role<K: Eq + Hash + Clone, T: Clone> {
     /// Fetch from the origin, then [`Leader::complete`].
     Leader(Leader<K, T>),
     /// Wait for the leader with [`Follower::wait`].
@@ -43,7 +43,7 @@ pub enum Role<K: Eq + Hash + Clone, T: Clone> {
 
 /// How a follower's wait ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Waited<T> {
+pub(crate) enum Waited<T> {
     Done(T),
     /// The leader went away without an outcome.
     Abandoned,
@@ -51,7 +51,7 @@ pub enum Waited<T> {
 }
 
 impl<K: Eq + Hash + Clone, T: Clone> Coalescer<K, T> {
-    pub fn new(max_waiters: usize) -> Arc<Self> {
+    pub(crate) fn new(max_waiters: usize) -> Arc<Self> {
         Arc::new(Self {
             flights: Mutex::new(HashMap::new()),
             max_waiters,
@@ -67,7 +67,7 @@ impl<K: Eq + Hash + Clone, T: Clone> Coalescer<K, T> {
     }
 
     /// Joins the flight for `key`, starting one if none is in progress.
-    pub fn join(self: &Arc<Self>, key: K) -> Role<K, T> {
+    pub(crate) fn join(self: &Arc<Self>, key: K) -> Role<K, T> {
         let mut flights = self.lock();
         if let Some(flight) = flights.get(&key) {
             let waiting = flight.waiters.fetch_add(1, Ordering::AcqRel);
@@ -99,14 +99,20 @@ impl<K: Eq + Hash + Clone, T: Clone> Coalescer<K, T> {
     }
 
     /// Keys with a flight in progress.
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Whether a flight for `key` is in progress.
+    pub(crate) fn in_progress(&self, key: &K) -> bool {
+        self.lock().contains_key(key)
     }
 }
 
 /// The one request fetching for a key. Dropping it ends the flight.
 #[derive(Debug)]
-pub struct Leader<K: Eq + Hash + Clone, T: Clone> {
+pub(crate) struct Leader<K: Eq + Hash + Clone, T: Clone> {
     coalescer: Arc<Coalescer<K, T>>,
     key: K,
     id: u64,
@@ -115,12 +121,13 @@ pub struct Leader<K: Eq + Hash + Clone, T: Clone> {
 
 impl<K: Eq + Hash + Clone, T: Clone> Leader<K, T> {
     /// Publishes the outcome to every follower and ends the flight.
-    pub fn complete(self, outcome: T) {
+    pub(crate) fn complete(self, outcome: T) {
         self.sender.send_replace(Some(outcome));
     }
 
     /// How many followers wait right now.
-    pub fn waiters(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn waiters(&self) -> usize {
         self.coalescer
             .lock()
             .get(&self.key)
@@ -140,13 +147,13 @@ impl<K: Eq + Hash + Clone, T: Clone> Drop for Leader<K, T> {
 
 /// A request waiting for a leader's outcome.
 #[derive(Debug)]
-pub struct Follower<T> {
+pub(crate) struct Follower<T> {
     outcome: watch::Receiver<Option<T>>,
     waiters: Arc<AtomicUsize>,
 }
 
 impl<T: Clone> Follower<T> {
-    pub async fn wait(mut self, timeout: Duration) -> Waited<T> {
+    pub(crate) async fn wait(mut self, timeout: Duration) -> Waited<T> {
         let waited = tokio::time::timeout(timeout, self.outcome.wait_for(Option::is_some)).await;
         match waited {
             Ok(Ok(outcome)) => outcome.clone().map_or(Waited::Abandoned, Waited::Done),
@@ -210,7 +217,9 @@ mod tests {
         let coalescer = Coalescer::<&str, u32>::new(100);
         let a = leader(coalescer.join("a"));
         let _b = leader(coalescer.join("b"));
+        assert!(coalescer.in_progress(&"a") && !coalescer.in_progress(&"c"));
         a.complete(1);
+        assert!(!coalescer.in_progress(&"a"));
         let _again = leader(coalescer.join("a"));
     }
 

@@ -8,33 +8,33 @@
 use http::{HeaderMap, header};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CacheControl {
-    pub max_age: Option<u64>,
-    pub s_maxage: Option<u64>,
-    pub no_store: bool,
-    pub no_cache: bool,
-    pub private: bool,
-    pub public: bool,
+pub(crate) struct CacheControl {
+    pub(crate) max_age: Option<u64>,
+    pub(crate) s_maxage: Option<u64>,
+    pub(crate) no_store: bool,
+    pub(crate) no_cache: bool,
+    pub(crate) private: bool,
+    pub(crate) public: bool,
     /// `must-revalidate`, or `proxy-revalidate` (which binds shared caches alike).
-    pub must_revalidate: bool,
+    pub(crate) must_revalidate: bool,
     /// Request: `max-stale` (`Some(None)` = any staleness).
-    pub max_stale: Option<Option<u64>>,
+    pub(crate) max_stale: Option<Option<u64>>,
     /// Request: `min-fresh`.
-    pub min_fresh: Option<u64>,
+    pub(crate) min_fresh: Option<u64>,
     /// Request: `only-if-cached`.
-    pub only_if_cached: bool,
+    pub(crate) only_if_cached: bool,
     /// RFC 5861.
-    pub stale_while_revalidate: Option<u64>,
+    pub(crate) stale_while_revalidate: Option<u64>,
     /// RFC 5861.
-    pub stale_if_error: Option<u64>,
+    pub(crate) stale_if_error: Option<u64>,
     /// The content must not be transformed (not even its content coding).
-    pub no_transform: bool,
+    pub(crate) no_transform: bool,
 }
 
 impl CacheControl {
     /// Parses every `Cache-Control` line of `headers`. For requests without one,
     /// `Pragma: no-cache` means `no-cache` (HTTP/1.0 clients).
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let lines: Vec<&str> = headers
             .get_all(header::CACHE_CONTROL)
             .iter()
@@ -58,7 +58,7 @@ impl CacheControl {
     }
 
     /// Parses one (possibly combined) header value.
-    pub fn parse(value: &str) -> Self {
+    pub(crate) fn parse(value: &str) -> Self {
         let mut cc = Self::default();
         for (name, argument) in directives(value) {
             let seconds = || argument.as_deref().map(parse_seconds);
@@ -82,11 +82,6 @@ impl CacheControl {
             }
         }
         cc
-    }
-
-    /// Whether the response states its freshness itself.
-    pub fn has_explicit_lifetime(&self) -> bool {
-        self.max_age.is_some() || self.s_maxage.is_some()
     }
 }
 

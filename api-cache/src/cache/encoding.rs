@@ -15,27 +15,19 @@ use http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
 /// Bodies smaller than this are stored as they are.
-pub const MIN_COMPRESS_BYTES: usize = 1024;
+pub(crate) const MIN_COMPRESS_BYTES: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Encoding {
+pub(crate) enum Encoding {
     Identity,
     Gzip,
 }
 
 impl Encoding {
-    /// The `Content-Encoding` value, if any.
-    pub fn header_value(self) -> Option<&'static str> {
-        match self {
-            Self::Identity => None,
-            Self::Gzip => Some("gzip"),
-        }
-    }
-
     /// Reads the origin's `Content-Encoding`; `None` for codings this cache
     /// cannot decode (such responses are passed through, not stored).
-    pub fn from_response(headers: &HeaderMap) -> Option<Self> {
+    pub(crate) fn from_response(headers: &HeaderMap) -> Option<Self> {
         match headers
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
@@ -53,7 +45,7 @@ impl Encoding {
 }
 
 /// Whether the request's `Accept-Encoding` admits gzip (RFC 9110 12.5.3).
-pub fn accepts_gzip(request: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(request: &HeaderMap) -> bool {
     let mut gzip = None;
     let mut any = None;
     for value in request
@@ -63,19 +55,18 @@ pub fn accepts_gzip(request: &HeaderMap) -> bool {
     {
         for item in value.split(',') {
             let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = parts
+            let coding = parts.next().unwrap_or("").trim();
+            let accepted = parts
                 .filter_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .or_else(|| p.trim().strip_prefix("Q="))
+                    let (name, q) = p.split_once('=')?;
+                    name.trim().eq_ignore_ascii_case("q").then_some(q)
                 })
                 .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            match coding.as_str() {
-                "gzip" | "x-gzip" => gzip = Some(q > 0.0),
-                "*" => any = Some(q > 0.0),
-                _ => {}
+                .is_none_or(|q| q > 0.0);
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzip = Some(accepted);
+            } else if coding == "*" {
+                any = Some(accepted);
             }
         }
     }
@@ -83,7 +74,7 @@ pub fn accepts_gzip(request: &HeaderMap) -> bool {
 }
 
 /// Whether a body of this media type is worth compressing (text-like types).
-pub fn is_compressible(content_type: Option<&str>) -> bool {
+pub(crate) fn is_compressible(content_type: Option<&str>) -> bool {
     let Some(content_type) = content_type else {
         return false;
     };
@@ -107,7 +98,7 @@ pub fn is_compressible(content_type: Option<&str>) -> bool {
 }
 
 /// gzip at the default level (6): about 5x on the measurements JSON, ~35 ms per MB.
-pub fn gzip(data: &[u8]) -> Bytes {
+pub(crate) fn gzip(data: &[u8]) -> Bytes {
     let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 4), Compression::default());
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(data);
@@ -116,7 +107,7 @@ pub fn gzip(data: &[u8]) -> Bytes {
 
 /// Decompresses at most `limit` bytes (a stored body's known identity size):
 /// a corrupt or hostile entry cannot make it allocate more.
-pub fn gunzip(data: &[u8], limit: usize) -> std::io::Result<Bytes> {
+pub(crate) fn gunzip(data: &[u8], limit: usize) -> std::io::Result<Bytes> {
     let mut out = Vec::with_capacity(limit.min(64 * 1024 * 1024));
     GzDecoder::new(data)
         .take(limit as u64 + 1)

@@ -10,23 +10,23 @@ use super::directives::CacheControl;
 
 /// The clocks of one exchange with the origin, kept with the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// When the request left for the origin.
     #[serde(with = "epoch_millis")]
-    pub request_time: SystemTime,
+    pub(crate) request_time: SystemTime,
     /// When the response arrived.
     #[serde(with = "epoch_millis")]
-    pub response_time: SystemTime,
+    pub(crate) response_time: SystemTime,
     /// The origin's `Date`, if it sent a valid one.
     #[serde(with = "opt_epoch_millis")]
-    pub date: Option<SystemTime>,
+    pub(crate) date: Option<SystemTime>,
     /// The origin's `Age` (seconds), if any.
-    pub age_value: u64,
+    pub(crate) age_value: u64,
 }
 
 impl Timing {
     /// Reads `Date` and `Age` from the origin's headers.
-    pub fn from_response(
+    pub(crate) fn from_response(
         request_time: SystemTime,
         response_time: SystemTime,
         headers: &HeaderMap,
@@ -50,7 +50,7 @@ impl Timing {
 
     /// The age when received (RFC 9111 4.2.3: the larger of the apparent age and
     /// the origin's `Age` plus the round trip).
-    pub fn corrected_initial_age(&self) -> Duration {
+    pub(crate) fn corrected_initial_age(&self) -> Duration {
         let apparent_age = self
             .date
             .and_then(|date| self.response_time.duration_since(date).ok())
@@ -64,7 +64,7 @@ impl Timing {
     }
 
     /// The age now (RFC 9111 4.2.3: `corrected_initial_age + resident_time`).
-    pub fn current_age(&self, now: SystemTime) -> Duration {
+    pub(crate) fn current_age(&self, now: SystemTime) -> Duration {
         let resident_time = now
             .duration_since(self.response_time)
             .unwrap_or(Duration::ZERO);
@@ -74,7 +74,7 @@ impl Timing {
 
 /// Where a freshness lifetime came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lifetime {
+pub(crate) enum Lifetime {
     /// `s-maxage`, `max-age` or `Expires`.
     Explicit(Duration),
     /// The origin said nothing: `CACHE_TTL_SECONDS`.
@@ -84,7 +84,7 @@ pub enum Lifetime {
 }
 
 impl Lifetime {
-    pub fn duration(self) -> Duration {
+    pub(crate) fn duration(self) -> Duration {
         match self {
             Self::Explicit(d) | Self::Heuristic(d) => d,
             Self::Unknown => Duration::ZERO,
@@ -94,7 +94,7 @@ impl Lifetime {
 
 /// Statuses a cache may keep without explicit freshness (RFC 9110 15.1).
 /// 206 is left out (this cache does not combine ranges) and so is 501 (a 5xx).
-pub fn heuristically_cacheable(status: u16) -> bool {
+pub(crate) fn heuristically_cacheable(status: u16) -> bool {
     matches!(
         status,
         200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414
@@ -103,7 +103,7 @@ pub fn heuristically_cacheable(status: u16) -> bool {
 
 /// RFC 9111 4.2.1, for a shared cache: `s-maxage`, then `max-age`, then
 /// `Expires - Date`; else `default` (when non-zero and the status allows it).
-pub fn freshness_lifetime(
+pub(crate) fn freshness_lifetime(
     status: u16,
     cc: &CacheControl,
     headers: &HeaderMap,
@@ -132,7 +132,7 @@ pub fn freshness_lifetime(
 
 /// What a request may do with a stored response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reuse {
+pub(crate) enum Reuse {
     /// Serve it; `remaining` is its freshness left.
     Fresh { remaining: Duration },
     /// Serve it stale: the request's `max-stale` allows it.
@@ -142,7 +142,7 @@ pub enum Reuse {
 }
 
 /// Applies the response's and the request's directives (RFC 9111 4.2, 5.2.1).
-pub fn reuse(
+pub(crate) fn reuse(
     lifetime: Duration,
     age: Duration,
     stored: &CacheControl,
@@ -180,7 +180,7 @@ pub fn reuse(
 /// fails (RFC 5861 `stale-if-error`): the origin's own directive if it sent one,
 /// else `default` (the grace period); never after `must-revalidate` or
 /// `no-cache` without an explicit `stale-if-error`.
-pub fn stale_if_error_window(stored: &CacheControl, default: Duration) -> Option<Duration> {
+pub(crate) fn stale_if_error_window(stored: &CacheControl, default: Duration) -> Option<Duration> {
     if let Some(seconds) = stored.stale_if_error {
         return Some(Duration::from_secs(seconds));
     }
@@ -193,7 +193,7 @@ pub fn stale_if_error_window(stored: &CacheControl, default: Duration) -> Option
 /// How long past its freshness a stored response may be served while it is
 /// refreshed in the background (RFC 5861 `stale-while-revalidate`): the
 /// origin's directive, else `default` (zero unless configured).
-pub fn stale_while_revalidate_window(stored: &CacheControl, default: Duration) -> Duration {
+pub(crate) fn stale_while_revalidate_window(stored: &CacheControl, default: Duration) -> Duration {
     if stored.must_revalidate || stored.no_cache {
         return Duration::ZERO;
     }

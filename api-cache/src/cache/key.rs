@@ -1,4 +1,5 @@
-//! Cache keys: `<prefix>:<xxh3-128 of the normalized path and query, in hex>`.
+//! Cache keys: the xxh3-128 digest of the normalized path and query (stored in
+//! Redis as `<prefix>:<digest in hex>`, see `storage::redis`).
 //!
 //! The digest is the same in every process and replica (unlike a per-process
 //! randomized hash), and the query is normalized first: parameters are decoded,
@@ -9,15 +10,29 @@ use xxhash_rust::xxh3::xxh3_128;
 
 /// A request target in normal form: the path, then `?` and the sorted query if any.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NormalizedTarget(String);
+pub(crate) struct NormalizedTarget(String);
 
 impl NormalizedTarget {
-    pub fn new(path: &str, query: Option<&str>) -> Self {
-        let mut pairs: Vec<(String, String)> =
-            form_urlencoded::parse(query.unwrap_or("").as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+    pub(crate) fn new(path: &str, query: Option<&str>) -> Self {
         let path = if path.is_empty() { "/" } else { path };
+        match query {
+            None | Some("") => Self(path.to_owned()),
+            // Most queries are written the way they normalize: keep them as they are.
+            Some(query) if already_normal(query) => {
+                let mut target = String::with_capacity(path.len() + 1 + query.len());
+                target.push_str(path);
+                target.push('?');
+                target.push_str(query);
+                Self(target)
+            }
+            Some(query) => Self::sorted(path, query),
+        }
+    }
+
+    fn sorted(path: &str, query: &str) -> Self {
+        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         if pairs.is_empty() {
             return Self(path.to_owned());
         }
@@ -30,14 +45,35 @@ impl NormalizedTarget {
     }
 
     /// The path and query to request from the origin.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
+/// Whether re-encoding the sorted pairs of `query` would give `query` back:
+/// `name=value` pairs of characters that form encoding keeps as they are,
+/// with names in order.
+fn already_normal(query: &str) -> bool {
+    let mut previous = "";
+    for pair in query.split('&') {
+        let Some((name, value)) = pair.split_once('=') else {
+            return false;
+        };
+        let kept = |text: &str| {
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_'))
+        };
+        if name.is_empty() || !kept(name) || !kept(value) || name < previous {
+            return false;
+        }
+        previous = name;
+    }
+    true
+}
+
 /// Every path prefix of `path` at segment boundaries, shortest first:
 /// `/a/b` gives `/`, `/a`, `/a/b` (the purge-by-prefix tags).
-pub fn path_prefixes(path: &str) -> Vec<String> {
+pub(crate) fn path_prefixes(path: &str) -> Vec<String> {
     let mut prefixes = vec!["/".to_owned()];
     let mut current = String::new();
     for segment in path.split('/').filter(|s| !s.is_empty()) {
@@ -48,34 +84,50 @@ pub fn path_prefixes(path: &str) -> Vec<String> {
     prefixes
 }
 
-/// A Redis key for one normalized target.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey(String);
+/// A URL as the cache knows it: the digest of its normalized target, the
+/// same in every process and replica (unlike a per-process randomized hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct UrlKey(u128);
 
-impl CacheKey {
-    pub fn new(prefix: &str, target: &NormalizedTarget) -> Self {
-        let digest = xxh3_128(target.as_str().as_bytes());
-        Self(format!("{prefix}:{digest:032x}"))
+impl UrlKey {
+    pub(crate) fn of(target: &NormalizedTarget) -> Self {
+        Self(xxh3_128(target.as_str().as_bytes()))
     }
 
-    /// A key next to `base` (`<base>:<suffix>`): its variants, its variant set.
-    pub fn derived(base: &CacheKey, suffix: &str) -> Self {
-        Self(format!("{}:{suffix}", base.0))
-    }
-
-    /// A key read back from Redis (a set member).
-    pub fn from_raw(key: String) -> Self {
-        Self(key)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub(crate) fn from_digest(digest: u128) -> Self {
+        Self(digest)
     }
 }
 
-impl std::fmt::Display for CacheKey {
+/// One stored response: a URL's own, or one of its variants when its
+/// responses vary (`variant` is the digest of the varied request values).
+/// Concurrent requests for the same `EntryKey` share one fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct EntryKey {
+    pub(crate) url: UrlKey,
+    pub(crate) variant: Option<u128>,
+}
+
+impl EntryKey {
+    pub(crate) fn url(url: UrlKey) -> Self {
+        Self { url, variant: None }
+    }
+
+    pub(crate) fn variant(url: UrlKey, variant: u128) -> Self {
+        Self {
+            url,
+            variant: Some(variant),
+        }
+    }
+}
+
+impl std::fmt::Display for EntryKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{:032x}", self.url.0)?;
+        if let Some(variant) = self.variant {
+            write!(f, ":v:{variant:032x}")?;
+        }
+        Ok(())
     }
 }
 
@@ -84,7 +136,10 @@ mod tests {
     use super::*;
 
     fn key(path: &str, query: Option<&str>) -> String {
-        CacheKey::new("api-cache", &NormalizedTarget::new(path, query)).0
+        format!(
+            "api-cache:{}",
+            EntryKey::url(UrlKey::of(&NormalizedTarget::new(path, query)))
+        )
     }
 
     #[test]
@@ -113,6 +168,28 @@ mod tests {
         assert_eq!(path_prefixes("/"), ["/"]);
         assert_eq!(path_prefixes("/air_quality"), ["/", "/air_quality"]);
         assert_eq!(path_prefixes("/a/b/"), ["/", "/a", "/a/b"]);
+    }
+
+    #[test]
+    fn a_query_already_in_normal_form_is_kept_and_any_other_is_normalized() {
+        for query in [
+            "a=1&b=2",
+            "limit=5&order=desc",
+            "a=1&a=0",
+            "x=&y=z",
+            "rows=10",
+        ] {
+            let normal = NormalizedTarget::new("/p", Some(query));
+            assert_eq!(normal, NormalizedTarget::sorted("/p", query), "{query}");
+            assert_eq!(normal.as_str(), format!("/p?{query}"));
+        }
+        for query in [
+            "b=1&a=2", "a", "a=1&&b=2", "a=1&", "id=x,y", "a=b=c", "q=a+b", "q=%41",
+        ] {
+            assert!(!already_normal(query), "{query}");
+            let target = NormalizedTarget::new("/p", Some(query));
+            assert_eq!(target, NormalizedTarget::sorted("/p", query), "{query}");
+        }
     }
 
     #[test]

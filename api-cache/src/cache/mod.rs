@@ -1,16 +1,19 @@
-//! The cache's logic, kept apart from I/O so it can be tested without a network:
-//! which key a request maps to ([`key`]), how a response is stored ([`entry`]),
-//! what may be stored ([`policy`]), and how concurrent misses share one origin
-//! request ([`coalesce`]).
+//! The cache's logic, kept apart from I/O so it can be tested without a network
+//! or a clock: which key a request maps to ([`key`]), what to do with it
+//! ([`plan`]), what may be stored and for how long ([`policy`], [`freshness`]),
+//! how a response is kept ([`stored`]) and served ([`entry`]), and how
+//! concurrent misses share one origin request ([`coalesce`]).
 
-pub mod breaker;
-pub mod coalesce;
-pub mod directives;
-pub mod encoding;
-pub mod entry;
-pub mod freshness;
-pub mod key;
-pub mod policy;
-pub mod revalidate;
-pub mod status;
-pub mod vary;
+pub(crate) mod breaker;
+pub(crate) mod coalesce;
+pub(crate) mod directives;
+pub(crate) mod encoding;
+pub(crate) mod entry;
+pub(crate) mod freshness;
+pub(crate) mod key;
+pub(crate) mod plan;
+pub(crate) mod policy;
+pub(crate) mod revalidate;
+pub(crate) mod status;
+pub(crate) mod stored;
+pub(crate) mod vary;

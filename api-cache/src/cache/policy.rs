@@ -13,26 +13,26 @@ use super::vary::Vary;
 
 /// The storage rules in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// `CACHE_TTL_SECONDS`: the lifetime of a response that declares none;
     /// zero keeps only what the origin declares.
-    pub default_ttl: Duration,
+    pub(crate) default_ttl: Duration,
     /// `CACHE_GRACE_SECONDS`: how long an entry stays in Redis after it goes
     /// stale: to be revalidated (a 304 instead of a new body) and served when
     /// the origin fails (unless the origin's directives say otherwise).
-    pub grace: Duration,
+    pub(crate) grace: Duration,
     /// `CACHE_STALE_WHILE_REVALIDATE_SECONDS`: the default background-refresh
     /// window (zero: off, so freshness stays exactly what it is).
-    pub stale_while_revalidate: Duration,
+    pub(crate) stale_while_revalidate: Duration,
     /// `CACHE_MAX_BODY_BYTES`; larger bodies are passed through, not stored.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// `CACHE_COMPRESSION=gzip`: store text bodies gzip-compressed.
-    pub compress: bool,
+    pub(crate) compress: bool,
 }
 
 /// Why a response was not stored (the `detail` of `Cache-Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotStored {
+pub(crate) enum NotStored {
     RequestNoStore,
     NoStore,
     Private,
@@ -50,7 +50,7 @@ pub enum NotStored {
 
 impl NotStored {
     /// An sf-token for `Cache-Status: ...; detail=`.
-    pub fn detail(self) -> &'static str {
+    pub(crate) fn detail(self) -> &'static str {
         match self {
             Self::RequestNoStore => "request-no-store",
             Self::NoStore => "no-store",
@@ -70,26 +70,26 @@ impl NotStored {
 
 /// What is known of the request when its response comes back.
 #[derive(Debug, Clone, Default)]
-pub struct RequestFacts {
-    pub cache_control: CacheControl,
+pub(crate) struct RequestFacts {
+    pub(crate) cache_control: CacheControl,
     /// The request carries `Authorization` or `Cookie`.
-    pub credentials: bool,
+    pub(crate) credentials: bool,
 }
 
 /// A response's storage terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Storable {
-    pub lifetime: Lifetime,
+pub(crate) struct Storable {
+    pub(crate) lifetime: Lifetime,
     /// Lifetime plus grace: every key expires.
-    pub redis_ttl: Duration,
-    pub shared_with_credentials: bool,
-    pub vary: Vec<String>,
+    pub(crate) redis_ttl: Duration,
+    pub(crate) shared_with_credentials: bool,
+    pub(crate) vary: Vec<String>,
 }
 
 impl Policy {
     /// Decides whether to store a response of `status` with `headers`, whose
     /// decoded body is `identity_length` bytes.
-    pub fn storable(
+    pub(crate) fn storable(
         &self,
         request: &RequestFacts,
         status: u16,

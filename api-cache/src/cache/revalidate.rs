@@ -5,13 +5,13 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, header};
 
-use super::entry::StoredResponse;
 use super::freshness::{Timing, freshness_lifetime};
 use super::policy::Policy;
+use super::stored::StoredResponse;
 use crate::headers::end_to_end;
 
 /// `If-None-Match` / `If-Modified-Since` built from the stored validators.
-pub fn conditional_headers(stored: &StoredResponse) -> HeaderMap {
+pub(crate) fn conditional_headers(stored: &StoredResponse) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(etag) = stored
         .header("etag")
@@ -31,7 +31,7 @@ pub fn conditional_headers(stored: &StoredResponse) -> HeaderMap {
 /// The stored response updated by a 304 (RFC 9111 4.3.4): each header field the
 /// 304 carries replaces the stored one of that name; the clocks and the
 /// lifetime are those of the new exchange. The body is unchanged.
-pub fn refreshed(
+pub(crate) fn refreshed(
     stored: &StoredResponse,
     not_modified: &HeaderMap,
     request_time: SystemTime,

@@ -8,11 +8,11 @@
 use http::HeaderMap;
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::key::CacheKey;
+use super::key::{EntryKey, UrlKey};
 
 /// The varied header names of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Vary {
+pub(crate) enum Vary {
     /// `Vary: *`: no request can be known to match; never stored.
     Any,
     /// Lower-case names, sorted, without `accept-encoding`.
@@ -20,7 +20,7 @@ pub enum Vary {
 }
 
 impl Vary {
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let mut names = Vec::new();
         for value in headers.get_all(http::header::VARY).iter() {
             let Ok(value) = value.to_str() else { continue };
@@ -37,7 +37,7 @@ impl Vary {
         Self::Names(names)
     }
 
-    pub fn names(&self) -> &[String] {
+    pub(crate) fn names(&self) -> &[String] {
         match self {
             Self::Any => &[],
             Self::Names(names) => names,
@@ -47,29 +47,33 @@ impl Vary {
 
 /// The request's value for each varied name: lines combined, whitespace
 /// collapsed; `None` when the request does not send the field.
-pub fn request_values(names: &[String], request: &HeaderMap) -> Vec<(String, Option<String>)> {
+pub(crate) fn request_values(
+    names: &[String],
+    request: &HeaderMap,
+) -> Vec<(String, Option<String>)> {
     names
         .iter()
-        .map(|name| {
-            let lines: Vec<&str> = request
-                .get_all(name.as_str())
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let value = (!lines.is_empty()).then(|| {
-                lines
-                    .join(", ")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            });
-            (name.clone(), value)
-        })
+        .map(|name| (name.clone(), request_value(name, request)))
         .collect()
 }
 
-/// The key of the variant selected by `values`, next to the URL's own key.
-pub fn variant_key(primary: &CacheKey, values: &[(String, Option<String>)]) -> CacheKey {
+fn request_value(name: &str, request: &HeaderMap) -> Option<String> {
+    let lines: Vec<&str> = request
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!lines.is_empty()).then(|| {
+        lines
+            .join(", ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// The key of the variant selected by `values`.
+pub(crate) fn variant_key(url: UrlKey, values: &[(String, Option<String>)]) -> EntryKey {
     let mut text = String::new();
     for (name, value) in values {
         text.push_str(name);
@@ -83,7 +87,15 @@ pub fn variant_key(primary: &CacheKey, values: &[(String, Option<String>)]) -> C
         }
         text.push('\n');
     }
-    CacheKey::derived(primary, &format!("v:{:032x}", xxh3_128(text.as_bytes())))
+    EntryKey::variant(url, xxh3_128(text.as_bytes()))
+}
+
+/// Whether `request` selects the variant that `values` (an entry's varied
+/// request values) describe.
+pub(crate) fn selects(values: &[(String, Option<String>)], request: &HeaderMap) -> bool {
+    values
+        .iter()
+        .all(|(name, value)| request_value(name, request) == *value)
 }
 
 #[cfg(test)]
@@ -111,9 +123,9 @@ mod tests {
 
     #[test]
     fn variants_differ_by_value_and_by_absence() {
-        let primary = CacheKey::new("p", &NormalizedTarget::new("/x", None));
+        let url = UrlKey::of(&NormalizedTarget::new("/x", None));
         let names = vec!["accept-language".to_owned()];
-        let key = |h: &HeaderMap| variant_key(&primary, &request_values(&names, h));
+        let key = |h: &HeaderMap| variant_key(url, &request_values(&names, h));
         let fr = key(&header_map(&[("accept-language", "fr")]));
         assert_eq!(fr, key(&header_map(&[("accept-language", " fr ")])));
         assert_ne!(fr, key(&header_map(&[("accept-language", "de")])));
@@ -121,6 +133,9 @@ mod tests {
             key(&HeaderMap::new()),
             key(&header_map(&[("accept-language", "")]))
         );
-        assert!(fr.as_str().starts_with(primary.as_str()));
+        assert_eq!(fr.url, url);
+        let values = request_values(&names, &header_map(&[("accept-language", "fr")]));
+        assert!(selects(&values, &header_map(&[("accept-language", "fr")])));
+        assert!(!selects(&values, &header_map(&[("accept-language", "de")])));
     }
 }

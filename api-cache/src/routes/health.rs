@@ -23,7 +23,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
             .with_detail("shutting down")
             .into_response();
     }
-    let redis = if state.storage.redis.ping().await.is_ok() {
+    let redis = if state.storage.ping().await.is_ok() {
         "up"
     } else {
         "down"
@@ -31,7 +31,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     Json(json!({
         "status": "ready",
         "redis": redis,
-        "redis_breaker": format!("{:?}", state.storage.redis.breaker_state()).to_lowercase(),
+        "redis_breaker": state.storage.breaker_state().label(),
         "data_version": state.generation.current(),
     }))
     .into_response()

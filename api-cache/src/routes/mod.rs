@@ -1,125 +1,173 @@
-//! The HTTP surface of api-cache: its own three endpoints, and every other
-//! path read through the cache.
+//! The HTTP surface of api-cache: its own endpoints, routed by axum, and every
+//! other path, handed straight to the proxy ([`Front`]). [`AppState`] is what
+//! handlers share.
 
 mod health;
-mod proxy;
 mod purge;
 
+use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use axum::extract::{FromRef, State};
-use axum::response::IntoResponse;
-use axum::routing::{any, get};
+use axum::extract::{FromRef, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Router, middleware};
 use http::header;
-use service_kit::{Lifecycle, Metrics, request_id, telemetry};
-
 use secrecy::SecretString;
+use service_kit::server::Respond;
+use service_kit::telemetry::RequestTelemetry;
+use service_kit::{Lifecycle, Metrics, problem, telemetry};
 
 use crate::cache::coalesce::Coalescer;
-use crate::cache::key::CacheKey;
+use crate::cache::key::EntryKey;
+use crate::cache::plan::Now;
 use crate::cache::policy::Policy;
 use crate::changes::Generation;
+use crate::metrics::CacheMetrics;
 use crate::origin::Origin;
+use crate::proxy::{self, Shared};
 use crate::storage::Storage;
-pub use proxy::{Outcome, Shared};
 
-/// What handlers share. Cheap to clone.
+/// What handlers share: one pointer to clone per request.
 #[derive(Debug, Clone)]
-pub struct AppState {
-    pub storage: Storage,
-    pub origin: Origin,
-    pub flights: Arc<Coalescer<CacheKey, Shared>>,
-    pub policy: Policy,
-    pub key_prefix: Arc<str>,
-    pub coalesce_wait: Duration,
+pub(crate) struct AppState(Arc<Context>);
+
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) storage: Storage,
+    pub(crate) origin: Origin,
+    /// Fills in progress in this process, by entry.
+    pub(crate) flights: Arc<Coalescer<EntryKey, Shared>>,
+    pub(crate) policy: Policy,
+    pub(crate) coalesce_wait: Duration,
     /// How long a replica's fill lock lasts.
-    pub lock_ttl: Duration,
+    pub(crate) lock_ttl: Duration,
     /// The origin's data version, from its change feed.
-    pub generation: Generation,
+    pub(crate) generation: Generation,
     /// `CACHE_PURGE_TOKEN`; `None` disables the purge endpoint.
-    pub purge_token: Option<Arc<SecretString>>,
-    pub metrics: Metrics,
-    pub lifecycle: Lifecycle,
+    pub(crate) purge_token: Option<SecretString>,
+    pub(crate) metrics: CacheMetrics,
+    pub(crate) registry: Metrics,
+    pub(crate) lifecycle: Lifecycle,
+}
+
+impl AppState {
+    pub(crate) fn new(context: Context) -> Self {
+        Self(Arc::new(context))
+    }
+
+    /// What the read path's decisions need to know now.
+    pub(crate) fn now(&self, time: SystemTime, fill_in_progress: bool) -> Now {
+        Now {
+            time,
+            generation: self.generation.current(),
+            fill_in_progress,
+            stale_while_revalidate: self.policy.stale_while_revalidate,
+        }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.0
+    }
 }
 
 impl FromRef<AppState> for Metrics {
     fn from_ref(state: &AppState) -> Self {
-        state.metrics.clone()
+        state.registry.clone()
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    telemetry::describe_http_metrics(&state.metrics);
-    describe_metrics(&state.metrics);
-    Router::new()
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/metrics", get(render_metrics))
-        .route(purge::PATH, axum::routing::post(purge::purge))
-        .route("/", any(proxy::proxy))
-        .route("/{*path}", any(proxy::proxy))
-        // Innermost: a panic becomes a 500 that the metrics and the access log see.
-        .layer(service_kit::problem::catch_panics())
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            telemetry::track_requests,
-        ))
-        // Outermost: the request id exists before anything logs, and reaches api-rest.
-        .layer(middleware::from_fn(request_id::ensure_request_id))
-        .with_state(state)
+/// The service's own endpoints.
+const OWN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", purge::PATH];
+
+/// The route label of every proxied request, in metrics and access lines.
+const PROXY_ROUTE: &str = "/{*path}";
+
+/// The handler of one connection: the service's own endpoints through the
+/// router, every other path straight to the proxy, without routing work on
+/// the hit path. Each request gets its id, metrics and access line either way.
+#[derive(Debug, Clone)]
+pub(crate) struct Front {
+    router: Router,
+    state: AppState,
+    telemetry: RequestTelemetry,
 }
 
-fn describe_metrics(metrics: &Metrics) {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    metrics.scope(|| {
-        describe_counter!(
-            "api_cache_requests_total",
-            "Proxied requests by outcome: hit, stale (served stale), miss, revalidated (origin said 304), collapsed (waited for an identical fetch), bypass (cache not used), pass (other methods), error."
-        );
-        describe_counter!("api_cache_origin_requests_total", "Requests sent to the origin, by status (or timeout/error).");
-        describe_histogram!(
-            "api_cache_origin_request_duration_seconds",
-            Unit::Seconds,
-            "Time from sending a request to the origin to its response headers, by status."
-        );
-        describe_counter!("api_cache_lookups_total", "Cache lookups by tier (local, redis) and result (hit, miss, unavailable).");
-        describe_counter!("api_cache_stored_total", "Entries written to Redis.");
-        describe_histogram!("api_cache_stored_body_bytes", Unit::Bytes, "Stored body size (as stored: gzip for text).");
-        describe_counter!("api_cache_store_errors_total", "Writes to Redis that failed.");
-        describe_counter!("api_cache_store_skipped_total", "Writes to Redis skipped: too many in flight.");
-        describe_histogram!(
-            "api_cache_redis_operation_duration_seconds",
-            Unit::Seconds,
-            "Redis operation time, by operation."
-        );
-        describe_counter!("api_cache_redis_errors_total", "Failed or timed-out Redis operations, by operation.");
-        describe_gauge!("api_cache_redis_breaker_state", "Redis circuit breaker: 0 closed, 1 open, 2 half-open.");
-        describe_counter!("api_cache_redis_breaker_transitions_total", "Breaker state changes, by new state.");
-        describe_counter!("api_cache_purges_total", "Purges, by kind (url, prefix, surrogate_key) and softness.");
-        describe_gauge!("api_cache_local_bytes", Unit::Bytes, "Bytes held by the in-process tier.");
-        describe_gauge!("api_cache_data_version", "The origin's data version last announced on its change feed.");
-        // Series that exist from the start, so rates and alerts have data at once.
-        for outcome in proxy::Outcome::ALL {
-            metrics::counter!("api_cache_requests_total", "outcome" => outcome.label()).absolute(0);
+impl Front {
+    pub(crate) fn new(state: AppState) -> Self {
+        let telemetry = RequestTelemetry::new(&state.registry);
+        let router = Router::new()
+            .route("/healthz", get(health::live))
+            .route("/readyz", get(health::ready))
+            .route("/metrics", get(render_metrics))
+            .route(purge::PATH, post(purge::purge))
+            // Innermost: a panic becomes a 500 that the metrics and the access log see.
+            .layer(problem::catch_panics())
+            // Outermost: the request id exists before anything logs; every
+            // request is counted, timed and logged.
+            .layer(middleware::from_fn_with_state(
+                telemetry.clone(),
+                telemetry::track_requests,
+            ))
+            .with_state(state.clone());
+        Self {
+            router,
+            state,
+            telemetry,
         }
-        for operation in ["get", "store"] {
-            metrics::counter!("api_cache_redis_errors_total", "operation" => operation).absolute(0);
+    }
+
+    /// The handler of a connection from `peer`.
+    pub(crate) fn for_peer(&self, peer: IpAddr) -> Connection {
+        Connection {
+            front: self.clone(),
+            peer,
         }
-    });
+    }
+}
+
+/// [`Front`] for one connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    front: Front,
+    peer: IpAddr,
+}
+
+impl Respond for Connection {
+    fn respond(&self, request: Request) -> impl Future<Output = Response> + Send + use<> {
+        let own = OWN_PATHS.contains(&request.uri().path());
+        let (front, peer) = (self.front.clone(), self.peer);
+        async move {
+            if own {
+                return front.router.respond(request).await;
+            }
+            let Front {
+                state, telemetry, ..
+            } = front;
+            telemetry
+                .track(PROXY_ROUTE, request, |request| {
+                    problem::catching(proxy::proxy(state, peer, request))
+                })
+                .await
+        }
+    }
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state.metrics.scope(|| {
-        metrics::gauge!("api_cache_local_bytes").set(state.storage.local.weight() as f64);
-        metrics::gauge!("api_cache_data_version").set(state.generation.current() as f64);
-    });
+    state
+        .metrics
+        .set_state(state.storage.local_weight(), state.generation.current());
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.registry.render(),
     )
 }

@@ -24,7 +24,8 @@ use serde_json::json;
 use service_kit::Problem;
 
 use super::AppState;
-use crate::cache::key::{CacheKey, NormalizedTarget};
+use crate::cache::key::{NormalizedTarget, UrlKey};
+use crate::storage::Tag;
 
 pub(super) const PATH: &str = "/_cache/purge";
 
@@ -93,11 +94,11 @@ pub(super) async fn purge(
             let Some(target) = target_of(&url) else {
                 return bad_request("url must be a path (with its query), or an http(s) URL");
             };
-            let key = CacheKey::new(&state.key_prefix, &target);
+            let url = UrlKey::of(&target);
             let result = if soft {
-                state.storage.mark_stale(&key).await
+                state.storage.mark_stale(url).await
             } else {
-                state.storage.invalidate(&key).await
+                state.storage.invalidate(url).await
             };
             ("url", result.map(|n| usize::from(n > 0)))
         }
@@ -110,28 +111,18 @@ pub(super) async fn purge(
             } else {
                 "/"
             };
-            (
-                "prefix",
-                state
-                    .storage
-                    .purge_tag(&state.storage.path_tag(trimmed), soft)
-                    .await,
-            )
+            let tag = Tag::Path(trimmed.to_owned());
+            ("prefix", state.storage.purge_tag(&tag, soft).await)
         }
         (None, None, Some(key)) if !key.is_empty() && !key.contains(char::is_whitespace) => (
             "surrogate_key",
-            state
-                .storage
-                .purge_tag(&state.storage.key_tag(&key), soft)
-                .await,
+            state.storage.purge_tag(&Tag::SurrogateKey(key), soft).await,
         ),
         _ => return bad_request("give exactly one of url, prefix or surrogate_key"),
     };
     match result {
         Ok(purged) => {
-            state.metrics.scope(|| {
-                metrics::counter!("api_cache_purges_total", "kind" => kind, "soft" => soft.to_string()).increment(1);
-            });
+            state.metrics.purge(kind, soft);
             tracing::info!(kind, soft, purged, "purge");
             Json(json!({ "purged": purged, "soft": soft })).into_response()
         }

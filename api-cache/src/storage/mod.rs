@@ -1,286 +1,381 @@
-//! Where entries live: a bounded in-process tier ([`local`]) in front of Redis
-//! ([`redis`]), which all replicas share, plus the messages replicas exchange
-//! through Redis pub/sub ([`events`]).
+//! Where entries live: a bounded in-process tier ([`local`]) in front of a store
+//! every replica shares ([`SharedStore`]: [`redis`] in production, [`memory`]
+//! in tests), and the messages replicas exchange through it ([`Event`]).
 //!
-//! Reads try the local tier, then Redis. Writes go to the local tier at once
-//! and to Redis in the background, off the response path (at most
-//! `BACKGROUND_WRITES` at a time; past that a write is skipped, not queued).
+//! The read path talks to [`Storage`] only. Reads try the local tier, then the
+//! shared store; what the shared store returns is kept locally too. Writes go
+//! to the local tier at once and to the shared store in the background, off
+//! the response path (at most `BACKGROUND_WRITES` at a time; past that a write
+//! is skipped, not queued). A fill holds a [`FillLock`] across replicas; it is
+//! released exactly once, whatever becomes of the request.
 
 mod events;
-pub mod local;
-pub mod redis;
+pub(crate) mod local;
+mod lock;
+#[cfg(test)]
+pub(crate) mod memory;
+pub(crate) mod redis;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use service_kit::Metrics;
 use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use self::local::LocalCache;
-use self::redis::{RedisStore, StoreError};
-use crate::cache::entry::{StoredResponse, StoredValue};
-use crate::cache::key::CacheKey;
+pub(crate) use self::events::Event;
+use self::local::LocalTier;
+pub(crate) use self::lock::FillLock;
+use crate::cache::breaker;
+use crate::cache::entry::Entry;
+use crate::cache::key::{EntryKey, UrlKey};
+use crate::cache::stored::{StoredResponse, StoredValue};
 use crate::cache::vary::{request_values, variant_key};
+use crate::metrics::CacheMetrics;
 
-/// Redis writes in flight at most.
+/// Writes to the shared store in flight at most.
 const BACKGROUND_WRITES: usize = 256;
 
-/// What a lookup in Redis found.
-#[derive(Debug)]
-pub enum Lookup {
-    /// The entry for this request (the matching variant, if the URL varies).
-    Found(Arc<StoredResponse>),
-    /// Nothing for this request. `flight` is the key concurrent requests for
-    /// the same response share: the variant key when the URL is known to vary.
-    Absent { vary_miss: bool, flight: CacheKey },
-    /// Redis did not answer in time, failed, or its breaker is open.
+/// Stored bodies larger than this are decoded on a blocking thread, not on
+/// the async workers.
+const DECODE_INLINE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("redis is skipped while the circuit breaker is open")]
+    CircuitOpen,
+    #[error("cannot read REDIS_TLS_CA_FILE: {0}")]
+    CaFile(std::io::Error),
+    #[cfg(test)]
+    #[error("the store is unavailable (test)")]
     Unavailable,
 }
 
-/// A lock on a key, held while this replica fetches it for everyone.
-#[derive(Debug, Clone)]
-pub struct Lock {
-    pub key: CacheKey,
-    pub token: String,
+pub(crate) type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A purge tag: the set of URLs under a path prefix, or whose responses
+/// carried a surrogate key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Tag {
+    Path(String),
+    SurrogateKey(String),
 }
 
-/// One entry to store.
+/// One entry to store, with what it needs besides itself.
 #[derive(Debug)]
-pub struct Write {
-    pub primary: CacheKey,
-    pub entry: Arc<StoredResponse>,
-    pub vary: Vec<String>,
-    pub tags: Vec<CacheKey>,
-    pub ttl: Duration,
-    /// Waiters on other replicas wait for `filled <flight>`.
-    pub flight: CacheKey,
-    pub lock: Option<Lock>,
+pub(crate) struct Write {
+    /// Where the entry goes: the URL's key, or its variant's.
+    pub(crate) key: EntryKey,
+    pub(crate) entry: Arc<Entry>,
+    /// The varied header names; not empty: a Vary index goes under the URL.
+    pub(crate) vary: Vec<String>,
+    pub(crate) tags: Vec<Tag>,
+    /// How long the shared store keeps it: freshness plus the longest stale use.
+    pub(crate) ttl: Duration,
 }
 
+/// The store every replica shares. Every operation is bounded in time; an
+/// error means "go on without it", never a failed request.
+pub(crate) trait SharedStore: Send + Sync + std::fmt::Debug {
+    /// The value under `key`: an entry, or the URL's Vary index. An
+    /// unreadable value counts as absent.
+    fn get(&self, key: EntryKey) -> StoreFuture<'_, Option<StoredValue>>;
+    /// Stores the entry (and the Vary index when it varies) and adds its URL
+    /// to every tag set, each with the write's TTL.
+    fn put<'a>(&'a self, write: &'a Write) -> StoreFuture<'a, ()>;
+    /// Takes the fill lock of `flight` for `ttl` if nobody holds it.
+    fn try_lock<'a>(
+        &'a self,
+        flight: EntryKey,
+        token: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+    /// What the lock of `flight` has left; `None` if nobody holds it.
+    fn lock_remaining(&self, flight: EntryKey) -> StoreFuture<'_, Option<Duration>>;
+    /// Releases the lock if `token` still holds it.
+    fn unlock<'a>(&'a self, flight: EntryKey, token: &'a str) -> StoreFuture<'a, ()>;
+    /// Removes every entry of the URL; returns the keys removed.
+    fn invalidate(&self, url: UrlKey) -> StoreFuture<'_, Vec<EntryKey>>;
+    /// Marks every entry of the URL stale, keeping them for their grace
+    /// period; returns the keys marked.
+    fn mark_stale(&self, url: UrlKey) -> StoreFuture<'_, Vec<EntryKey>>;
+    /// The URLs in a tag set.
+    fn tagged<'a>(&'a self, tag: &'a Tag) -> StoreFuture<'a, Vec<UrlKey>>;
+    fn drop_tag<'a>(&'a self, tag: &'a Tag) -> StoreFuture<'a, ()>;
+    /// Tells every replica (this one included).
+    fn publish<'a>(&'a self, event: &'a Event) -> StoreFuture<'a, ()>;
+    /// Every replica's events, from `start` on.
+    fn events(&self) -> broadcast::Receiver<Event>;
+    /// Starts following the replicas' events, until `stopped`.
+    fn start(&self, stopped: CancellationToken);
+    fn ping(&self) -> StoreFuture<'_, ()>;
+    fn breaker_state(&self) -> breaker::State;
+}
+
+/// What a lookup in the shared store found.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The entry for this request (the matching variant, if the URL varies).
+    Found(Arc<Entry>),
+    /// Nothing for this request. `flight` is what concurrent requests for
+    /// the same response share: the variant's key when the URL is known to vary.
+    Absent { vary_miss: bool, flight: EntryKey },
+    /// The shared store did not answer in time, failed, or its breaker is open.
+    Unavailable,
+}
+
+/// The local tier in front of the shared store. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Storage {
-    pub redis: RedisStore,
-    pub local: LocalCache,
-    prefix: Arc<str>,
-    channel: Arc<str>,
-    fills: broadcast::Sender<Arc<str>>,
+pub(crate) struct Storage {
+    local: LocalTier,
+    shared: Arc<dyn SharedStore>,
     writes: Arc<Semaphore>,
-    metrics: Metrics,
+    metrics: CacheMetrics,
 }
 
 impl Storage {
-    pub fn new(redis: RedisStore, local: LocalCache, prefix: &str, metrics: Metrics) -> Self {
-        let (fills, _) = broadcast::channel(1024);
+    pub(crate) fn new(
+        local: LocalTier,
+        shared: Arc<dyn SharedStore>,
+        metrics: CacheMetrics,
+    ) -> Self {
         Self {
-            redis,
             local,
-            prefix: Arc::from(prefix),
-            channel: Arc::from(format!("{prefix}:events")),
-            fills,
+            shared,
             writes: Arc::new(Semaphore::new(BACKGROUND_WRITES)),
             metrics,
         }
     }
 
-    /// Starts following the other replicas' messages, until `stopped`.
-    pub fn start(&self, stopped: CancellationToken) {
-        events::spawn_listener(
-            self.redis.client().clone(),
-            self.channel.clone(),
-            self.local.clone(),
-            self.fills.clone(),
-            stopped,
-        );
-    }
-
-    /// The tag set of URLs under a path prefix (whole segments: `/air_quality`).
-    pub fn path_tag(&self, path: &str) -> CacheKey {
-        CacheKey::from_raw(format!("{}:tag:path:{path}", self.prefix))
-    }
-
-    /// The tag set of URLs whose responses carried this surrogate key.
-    pub fn key_tag(&self, key: &str) -> CacheKey {
-        CacheKey::from_raw(format!("{}:tag:key:{key}", self.prefix))
-    }
-
-    /// The lock key of a flight.
-    pub fn lock_key(flight: &CacheKey) -> CacheKey {
-        CacheKey::derived(flight, "lock")
-    }
-
-    pub fn local_lookup(
-        &self,
-        primary: &CacheKey,
-        request: &HeaderMap,
-    ) -> Option<Arc<StoredResponse>> {
-        let found = self.local.lookup(primary, request);
-        self.metrics.scope(|| {
-            let result = if found.is_some() { "hit" } else { "miss" };
-            metrics::counter!("api_cache_lookups_total", "tier" => "local", "result" => result)
-                .increment(1);
+    /// Follows the replicas' events until `stopped`: purges drop local copies.
+    pub(crate) fn start(&self, stopped: CancellationToken) {
+        let mut events = self.shared.events();
+        self.shared.start(stopped.clone());
+        let local = self.local.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    () = stopped.cancelled() => return,
+                    event = events.recv() => event,
+                };
+                match event {
+                    Ok(Event::Invalidated(keys)) => keys.iter().for_each(|key| local.remove(*key)),
+                    Ok(Event::Filled(_)) => {}
+                    // Missed some: what is missed is bounded by the local copies' life.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
         });
+    }
+
+    /// The entry for this request in the in-process tier.
+    pub(crate) fn local(&self, url: UrlKey, request: &HeaderMap) -> Option<Arc<Entry>> {
+        let found = self.local.lookup(url, request);
+        self.metrics.local_lookup(found.is_some());
         found
     }
 
-    /// Looks the request up in Redis; what is found is kept locally too.
-    pub async fn shared_lookup(&self, primary: &CacheKey, request: &HeaderMap) -> Lookup {
-        let lookup = async {
-            match self.redis.get(primary).await? {
-                None => Ok(Lookup::Absent {
-                    vary_miss: false,
-                    flight: primary.clone(),
-                }),
-                Some(StoredValue::Entry(entry)) => Ok(Lookup::Found(Arc::new(entry))),
-                Some(StoredValue::VaryIndex(names)) => {
-                    let variant = variant_key(primary, &request_values(&names, request));
-                    Ok(match self.redis.get(&variant).await? {
-                        Some(StoredValue::Entry(entry)) => Lookup::Found(Arc::new(entry)),
-                        _ => Lookup::Absent {
-                            vary_miss: true,
-                            flight: variant,
-                        },
-                    })
-                }
-            }
-        };
-        let lookup = match lookup.await {
+    /// The entry for this request in the shared store; kept locally too.
+    /// When it is the very version `held` already (this process' copy, gone
+    /// stale), that copy is reused instead of decoding the body again.
+    pub(crate) async fn lookup(
+        &self,
+        url: UrlKey,
+        request: &HeaderMap,
+        held: Option<&Arc<Entry>>,
+    ) -> Lookup {
+        let lookup = match self.shared_lookup(url, request, held).await {
             Ok(lookup) => lookup,
             Err(error) => {
-                let error: StoreError = error;
                 if !matches!(error, StoreError::CircuitOpen) {
-                    tracing::warn!(key = %primary, %error, "cache lookup failed; going without Redis");
+                    tracing::warn!(key = %EntryKey::url(url), %error, "cache lookup failed; going without Redis");
                 }
                 Lookup::Unavailable
             }
         };
-        self.metrics.scope(|| {
-            let result = match &lookup {
-                Lookup::Found(_) => "hit",
-                Lookup::Absent { .. } => "miss",
-                Lookup::Unavailable => "unavailable",
-            };
-            metrics::counter!("api_cache_lookups_total", "tier" => "redis", "result" => result)
-                .increment(1);
-        });
+        self.metrics.shared_lookup(&lookup);
         if let Lookup::Found(entry) = &lookup {
-            let names: Vec<String> = entry.vary.iter().map(|(name, _)| name.clone()).collect();
-            // What is left of its life in Redis is unknown here; its freshness
-            // plus the grace is checked at use, so a minute bounds the copy.
+            let names: Vec<String> = entry.stored().vary.iter().map(|(n, _)| n.clone()).collect();
+            let key = variant_key_of(url, entry.stored());
+            // What is left of its life in the shared store is unknown here; its
+            // freshness plus the grace is checked at use, so a minute bounds the copy.
             self.local
-                .put(primary, entry.clone(), &names, Duration::from_secs(60));
+                .put(key, entry.clone(), &names, Duration::from_secs(60));
         }
         lookup
     }
 
-    /// Keeps the entry locally now and writes it to Redis in the background;
-    /// then tells waiting replicas and releases the lock, if held.
-    pub fn store(&self, write: Write) {
+    async fn shared_lookup(
+        &self,
+        url: UrlKey,
+        request: &HeaderMap,
+        held: Option<&Arc<Entry>>,
+    ) -> Result<Lookup, StoreError> {
+        let primary = EntryKey::url(url);
+        Ok(match self.shared.get(primary).await? {
+            None => Lookup::Absent {
+                vary_miss: false,
+                flight: primary,
+            },
+            Some(StoredValue::Entry(stored)) => found(primary, stored, held).await,
+            Some(StoredValue::VaryIndex(names)) => {
+                let variant = variant_key(url, &request_values(&names, request));
+                match self.shared.get(variant).await? {
+                    Some(StoredValue::Entry(stored)) => found(variant, stored, held).await,
+                    _ => Lookup::Absent {
+                        vary_miss: true,
+                        flight: variant,
+                    },
+                }
+            }
+        })
+    }
+
+    /// Takes the cross-replica fill lock of `flight`, if free.
+    pub(crate) async fn lock(
+        &self,
+        flight: EntryKey,
+        ttl: Duration,
+    ) -> Result<Option<FillLock>, StoreError> {
+        FillLock::acquire(self.shared.clone(), flight, ttl).await
+    }
+
+    /// What another replica's lock on `flight` has left.
+    pub(crate) async fn lock_remaining(
+        &self,
+        flight: EntryKey,
+    ) -> Result<Option<Duration>, StoreError> {
+        self.shared.lock_remaining(flight).await
+    }
+
+    /// Every replica's events (to wait for another replica's fill).
+    pub(crate) fn events(&self) -> broadcast::Receiver<Event> {
+        self.shared.events()
+    }
+
+    /// Keeps the entry locally now and writes it to the shared store in the
+    /// background; then `lock`, if held, is released (which tells waiting
+    /// replicas). A write skipped because too many are in flight releases
+    /// the lock all the same.
+    pub(crate) fn store(&self, write: Write, lock: Option<FillLock>) {
         self.local
-            .put(&write.primary, write.entry.clone(), &write.vary, write.ttl);
+            .put(write.key, write.entry.clone(), &write.vary, write.ttl);
         let Ok(permit) = self.writes.clone().try_acquire_owned() else {
-            tracing::warn!(key = %write.primary, "too many Redis writes in flight; not storing this one");
-            self.metrics
-                .scope(|| metrics::counter!("api_cache_store_skipped_total").increment(1));
+            tracing::warn!(key = %write.key, "too many Redis writes in flight; not storing this one");
+            self.metrics.store_skipped();
+            drop(lock);
             return;
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let result = this
-                .redis
-                .store(
-                    &write.primary,
-                    &write.entry,
-                    &write.vary,
-                    &write.tags,
-                    write.ttl,
-                )
-                .await;
-            this.metrics.scope(|| match &result {
-                Ok(()) => {
-                    metrics::counter!("api_cache_stored_total").increment(1);
-                    metrics::histogram!("api_cache_stored_body_bytes")
-                        .record(write.entry.body.len() as f64);
-                }
-                Err(_) => metrics::counter!("api_cache_store_errors_total").increment(1),
-            });
+            let result = this.shared.put(&write).await;
+            this.metrics
+                .stored(&result, write.entry.stored().body.len());
             if let Err(error) = &result {
-                tracing::warn!(key = %write.primary, %error, "could not store the response");
+                tracing::warn!(key = %write.key, %error, "could not store the response");
             }
-            if let Some(lock) = write.lock {
-                let _ = this
-                    .redis
-                    .publish(&this.channel, &events::filled(write.flight.as_str()))
-                    .await;
-                if let Err(error) = this.redis.unlock(&lock.key, &lock.token).await {
-                    tracing::debug!(key = %lock.key, %error, "could not release the fill lock (it expires)");
-                }
+            if let Some(lock) = lock {
+                lock.release().await;
             }
             drop(permit);
         });
     }
 
-    /// Tells waiting replicas that a flight ended without a stored entry, and
-    /// releases the lock.
-    pub async fn release(&self, flight: &CacheKey, lock: &Lock) {
-        let _ = self
-            .redis
-            .publish(&self.channel, &events::filled(flight.as_str()))
-            .await;
-        let _ = self.redis.unlock(&lock.key, &lock.token).await;
-    }
-
-    /// Wakes when another replica announces `flight` filled.
-    pub fn subscribe_fills(&self) -> broadcast::Receiver<Arc<str>> {
-        self.fills.subscribe()
-    }
-
-    fn forget_locally(&self, keys: &[String]) {
-        for key in keys {
-            self.local.remove(key);
-        }
-    }
-
-    /// Deletes the URL's entries everywhere: Redis, and every replica's local tier.
-    pub async fn invalidate(&self, primary: &CacheKey) -> Result<usize, StoreError> {
-        self.local.remove(primary.as_str());
-        let keys = self.redis.invalidate(primary).await?;
-        self.forget_locally(&keys);
-        self.redis
-            .publish(&self.channel, &events::invalidated(&keys))
+    /// Deletes the URL's entries everywhere: the shared store, and every
+    /// replica's local tier. Returns how many there were.
+    pub(crate) async fn invalidate(&self, url: UrlKey) -> Result<usize, StoreError> {
+        self.local.remove(EntryKey::url(url));
+        let keys = self.shared.invalidate(url).await?;
+        keys.iter().for_each(|key| self.local.remove(*key));
+        self.shared
+            .publish(&Event::Invalidated(keys.clone()))
             .await?;
         Ok(keys.len())
     }
 
     /// Marks the URL's entries stale everywhere (a soft purge).
-    pub async fn mark_stale(&self, primary: &CacheKey) -> Result<usize, StoreError> {
-        self.local.remove(primary.as_str());
-        let keys = self.redis.mark_stale(primary).await?;
-        let mut dropped = keys.clone();
-        dropped.push(primary.as_str().to_owned());
-        self.forget_locally(&dropped);
-        self.redis
-            .publish(&self.channel, &events::invalidated(&dropped))
-            .await?;
-        Ok(keys.len())
+    pub(crate) async fn mark_stale(&self, url: UrlKey) -> Result<usize, StoreError> {
+        let marked = self.shared.mark_stale(url).await?;
+        let mut dropped = marked.clone();
+        dropped.push(EntryKey::url(url));
+        dropped.iter().for_each(|key| self.local.remove(*key));
+        self.shared.publish(&Event::Invalidated(dropped)).await?;
+        Ok(marked.len())
     }
 
     /// Purges every URL in a tag set; returns how many URLs had entries.
-    pub async fn purge_tag(&self, tag: &CacheKey, soft: bool) -> Result<usize, StoreError> {
+    pub(crate) async fn purge_tag(&self, tag: &Tag, soft: bool) -> Result<usize, StoreError> {
         let mut purged = 0;
-        for member in self.redis.tagged(tag).await? {
-            let primary = CacheKey::from_raw(member);
+        for url in self.shared.tagged(tag).await? {
             let count = if soft {
-                self.mark_stale(&primary).await?
+                self.mark_stale(url).await?
             } else {
-                self.invalidate(&primary).await?
+                self.invalidate(url).await?
             };
             purged += usize::from(count > 0);
         }
         if !soft {
-            self.redis.delete(tag).await?;
+            self.shared.drop_tag(tag).await?;
         }
         Ok(purged)
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.shared.ping().await
+    }
+
+    pub(crate) fn breaker_state(&self) -> breaker::State {
+        self.shared.breaker_state()
+    }
+
+    /// Bytes held by the local tier.
+    pub(crate) fn local_weight(&self) -> u64 {
+        self.local.weight()
+    }
+}
+
+/// The key an entry is stored under: its URL's, or its variant's.
+pub(crate) fn variant_key_of(url: UrlKey, stored: &StoredResponse) -> EntryKey {
+    if stored.vary.is_empty() {
+        EntryKey::url(url)
+    } else {
+        variant_key(url, &stored.vary)
+    }
+}
+
+/// An entry read from the shared store, made ready to serve (its body
+/// decoded once, off the async workers when it is large), or the copy held
+/// already when it is the same version.
+async fn found(key: EntryKey, stored: StoredResponse, held: Option<&Arc<Entry>>) -> Lookup {
+    if let Some(held) = held
+        && held.stored().same_version(&stored)
+    {
+        return Lookup::Found(held.clone());
+    }
+    let entry = if stored.body.len() > DECODE_INLINE_BYTES {
+        tokio::task::spawn_blocking(move || Entry::decode(stored))
+            .await
+            .map_err(|_| ())
+            .and_then(|r| r.map_err(|_| ()))
+    } else {
+        Entry::decode(stored).map_err(|_| ())
+    };
+    match entry {
+        Ok(entry) => Lookup::Found(Arc::new(entry)),
+        Err(()) => {
+            tracing::warn!(%key, "a stored body cannot be decoded; treating it as a miss");
+            Lookup::Absent {
+                vary_miss: key.variant.is_some(),
+                flight: key,
+            }
+        }
     }
 }

@@ -11,62 +11,127 @@
 //! - `K`: its entry, or a Vary index when its responses vary;
 //! - `K:v:<digest of the varied request values>`: one entry per variant;
 //! - `K:variants`: the set of those variant keys;
-//! - `K:lock`: held by the replica fetching it (`SET NX PX`).
+//! - `<entry key>:lock`: held by the replica filling that entry (`SET NX PX`).
 //!
 //! Tag sets, for purges without scanning: `<prefix>:tag:path:<path prefix>`
 //! and `<prefix>:tag:key:<surrogate key>`, each the set of URL keys tagged.
+//! Replicas' events are pub/sub messages on `<prefix>:events`:
+//! `filled <entry key>` and `invalidated <entry key> ...`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
 use secrecy::ExposeSecret;
-use service_kit::Metrics;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
-use crate::cache::breaker::{Breaker, State};
-use crate::cache::entry::{StoredResponse, StoredValue};
-use crate::cache::key::CacheKey;
-use crate::cache::vary::variant_key;
+use super::{Event, SharedStore, StoreError, StoreFuture, Tag, Write};
+use crate::cache::breaker::{self, Breaker, Permit};
+use crate::cache::key::{EntryKey, UrlKey};
+use crate::cache::stored::StoredValue;
 use crate::config::Config;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("redis is skipped while the circuit breaker is open")]
-    CircuitOpen,
-    #[error("cannot read REDIS_TLS_CA_FILE: {0}")]
-    CaFile(std::io::Error),
-}
+use crate::metrics::CacheMetrics;
 
 /// Releases a lock only if it still holds our token (another replica may hold it since).
 const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 #[derive(Clone)]
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     client: redis::Client,
     connection: ConnectionManager,
+    keys: Keyspace,
     timeout: Duration,
     breaker: Arc<Breaker>,
-    metrics: Metrics,
+    events: broadcast::Sender<Event>,
+    metrics: CacheMetrics,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
+            .field("prefix", &self.keys.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// The names of keys under `CACHE_KEY_PREFIX`.
+#[derive(Debug, Clone)]
+struct Keyspace {
+    prefix: Arc<str>,
+}
+
+impl Keyspace {
+    fn entry(&self, key: EntryKey) -> String {
+        format!("{}:{key}", self.prefix)
+    }
+
+    fn lock(&self, key: EntryKey) -> String {
+        format!("{}:{key}:lock", self.prefix)
+    }
+
+    fn variants(&self, url: UrlKey) -> String {
+        format!("{}:{}:variants", self.prefix, EntryKey::url(url))
+    }
+
+    fn tag(&self, tag: &Tag) -> String {
+        match tag {
+            Tag::Path(path) => format!("{}:tag:path:{path}", self.prefix),
+            Tag::SurrogateKey(key) => format!("{}:tag:key:{key}", self.prefix),
+        }
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// The entry key a stored name stands for: `<prefix>:<hex>[:v:<hex>]`.
+    fn parse(&self, name: &str) -> Option<EntryKey> {
+        let rest = name.strip_prefix(&*self.prefix)?.strip_prefix(':')?;
+        let hex = |s: &str| (s.len() == 32).then(|| u128::from_str_radix(s, 16).ok())?;
+        let (url, variant) = match rest.split_once(":v:") {
+            Some((url, variant)) => (url, Some(hex(variant)?)),
+            None => (rest, None),
+        };
+        Some(EntryKey {
+            url: UrlKey::from_digest(hex(url)?),
+            variant,
+        })
+    }
+
+    fn message(&self, event: &Event) -> String {
+        match event {
+            Event::Filled(key) => format!("filled {}", self.entry(*key)),
+            Event::Invalidated(keys) => {
+                keys.iter().fold("invalidated".to_owned(), |mut text, key| {
+                    text.push(' ');
+                    text.push_str(&self.entry(*key));
+                    text
+                })
+            }
+        }
+    }
+
+    fn event(&self, message: &str) -> Option<Event> {
+        let mut words = message.split(' ');
+        match words.next()? {
+            "filled" => Some(Event::Filled(self.parse(words.next()?)?)),
+            "invalidated" => Some(Event::Invalidated(
+                words.filter_map(|w| self.parse(w)).collect(),
+            )),
+            _ => None,
+        }
     }
 }
 
 /// Gives a breaker permit back when an operation is abandoned.
 struct PermitGuard<'a> {
     breaker: &'a Breaker,
-    permit: Option<crate::cache::breaker::Permit>,
+    permit: Option<Permit>,
 }
 
 impl PermitGuard<'_> {
@@ -83,13 +148,9 @@ impl Drop for PermitGuard<'_> {
     }
 }
 
-pub(crate) fn variants_set(primary: &CacheKey) -> CacheKey {
-    CacheKey::derived(primary, "variants")
-}
-
 impl RedisStore {
     /// Prepares the connection without making it.
-    pub fn connect_lazy(config: &Config, metrics: Metrics) -> Result<Self, StoreError> {
+    pub(crate) fn connect_lazy(config: &Config, metrics: CacheMetrics) -> Result<Self, StoreError> {
         let address = if config.redis_tls {
             ConnectionAddr::TcpTls {
                 host: config.redis_host.clone(),
@@ -134,23 +195,17 @@ impl RedisStore {
             config.redis_breaker_failures,
             Duration::from_millis(config.redis_breaker_cooldown_ms),
         ));
-        metrics.scope(|| metrics::gauge!("api_cache_redis_breaker_state").set(0.0));
         Ok(Self {
             client,
             connection,
+            keys: Keyspace {
+                prefix: Arc::from(config.cache_key_prefix.as_str()),
+            },
             timeout,
             breaker,
+            events: broadcast::channel(1024).0,
             metrics,
         })
-    }
-
-    /// The client, for the pub/sub connection.
-    pub fn client(&self) -> &redis::Client {
-        &self.client
-    }
-
-    pub fn breaker_state(&self) -> State {
-        self.breaker.state()
     }
 
     /// Runs one operation through the breaker, with the timeout, and records it.
@@ -174,29 +229,27 @@ impl RedisStore {
         };
         guard.disarm();
         let transition = self.breaker.record(permit, result.is_ok(), Instant::now());
-        self.metrics.scope(|| {
-            metrics::histogram!("api_cache_redis_operation_duration_seconds", "operation" => operation)
-                .record(started.elapsed().as_secs_f64());
-            if result.is_err() {
-                metrics::counter!("api_cache_redis_errors_total", "operation" => operation).increment(1);
-            }
-            if let Some(state) = transition {
-                metrics::gauge!("api_cache_redis_breaker_state").set(state.gauge());
-                metrics::counter!("api_cache_redis_breaker_transitions_total", "to" => format!("{state:?}").to_lowercase())
-                    .increment(1);
-            }
-        });
+        self.metrics
+            .redis_operation(operation, started.elapsed(), result.is_ok(), transition);
         if let Some(state) = transition {
             tracing::warn!(?state, "redis circuit breaker changed state");
         }
         result
     }
 
-    /// The value under `key`; an unreadable one counts as absent.
-    pub async fn get(&self, key: &CacheKey) -> Result<Option<StoredValue>, StoreError> {
+    async fn entry_names(&self, url: UrlKey) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut names: Vec<String> = self
+            .run("smembers", connection.smembers(self.keys.variants(url)))
+            .await?;
+        names.push(self.keys.entry(EntryKey::url(url)));
+        Ok(names)
+    }
+
+    async fn get_value(&self, name: &str) -> Result<Option<StoredValue>, StoreError> {
         let mut connection = self.connection.clone();
         let Some(bytes) = self
-            .run("get", connection.get::<_, Option<Vec<u8>>>(key.as_str()))
+            .run("get", connection.get::<_, Option<Vec<u8>>>(name))
             .await?
         else {
             return Ok(None);
@@ -204,177 +257,279 @@ impl RedisStore {
         match StoredValue::decode(&Bytes::from(bytes)) {
             Ok(value) => Ok(Some(value)),
             Err(error) => {
-                tracing::warn!(%key, %error, "unreadable cache value; treating it as a miss");
+                tracing::warn!(key = name, %error, "unreadable cache value; treating it as a miss");
                 Ok(None)
             }
         }
     }
 
-    /// Stores `entry` for the URL of `primary` (as a variant when `vary` is not
-    /// empty) and adds the URL to every tag set in `tags`.
-    pub async fn store(
-        &self,
-        primary: &CacheKey,
-        entry: &StoredResponse,
-        vary: &[String],
-        tags: &[CacheKey],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let seconds = ttl.as_secs().max(1);
+    async fn put_entry(&self, write: &Write) -> Result<(), StoreError> {
+        let seconds = write.ttl.as_secs().max(1);
         let mut pipe = redis::pipe();
         // A set lives as long as its longest-lived member (EXPIRE NX then GT; Redis >= 7).
-        let add_to_set = |pipe: &mut redis::Pipeline, set: &CacheKey, member: &str| {
-            pipe.sadd(set.as_str(), member)
+        let add_to_set = |pipe: &mut redis::Pipeline, set: &str, member: &str| {
+            pipe.sadd(set, member)
                 .ignore()
                 .cmd("EXPIRE")
-                .arg(set.as_str())
+                .arg(set)
                 .arg(seconds)
                 .arg("NX")
                 .ignore()
                 .cmd("EXPIRE")
-                .arg(set.as_str())
+                .arg(set)
                 .arg(seconds)
                 .arg("GT")
                 .ignore();
         };
-        if vary.is_empty() {
-            pipe.set_ex(primary.as_str(), entry.encode(), seconds)
-                .ignore();
-        } else {
-            let variant = variant_key(primary, &entry.vary);
+        let url = write.key.url;
+        let primary = self.keys.entry(EntryKey::url(url));
+        let entry = self.keys.entry(write.key);
+        if !write.vary.is_empty() {
             pipe.set_ex(
-                primary.as_str(),
-                StoredValue::encode_vary_index(vary),
+                &primary,
+                StoredValue::encode_vary_index(&write.vary),
                 seconds,
             )
-            .ignore()
-            .set_ex(variant.as_str(), entry.encode(), seconds)
             .ignore();
-            add_to_set(&mut pipe, &variants_set(primary), variant.as_str());
+            add_to_set(&mut pipe, &self.keys.variants(url), &entry);
         }
-        for tag in tags {
-            add_to_set(&mut pipe, tag, primary.as_str());
+        pipe.set_ex(&entry, write.entry.stored().encode(), seconds)
+            .ignore();
+        for tag in &write.tags {
+            add_to_set(&mut pipe, &self.keys.tag(tag), &primary);
         }
         let mut connection = self.connection.clone();
         self.run("store", pipe.query_async::<()>(&mut connection))
             .await
     }
 
-    /// The keys holding entries of the URL of `primary` (itself, or its variants).
-    async fn entry_keys(&self, primary: &CacheKey) -> Result<Vec<String>, StoreError> {
+    async fn invalidate_url(&self, url: UrlKey) -> Result<Vec<EntryKey>, StoreError> {
+        let mut names = self.entry_names(url).await?;
+        let keys = names.iter().filter_map(|n| self.keys.parse(n)).collect();
+        names.push(self.keys.variants(url));
         let mut connection = self.connection.clone();
-        let mut keys: Vec<String> = self
-            .run(
-                "smembers",
-                connection.smembers(variants_set(primary).as_str()),
-            )
-            .await?;
-        keys.push(primary.as_str().to_owned());
+        let _removed: usize = self.run("del", connection.del(&names)).await?;
         Ok(keys)
     }
 
-    /// Removes everything stored for the URL of `primary`, every variant included.
-    /// Returns the keys removed, for the other replicas to drop their copies.
-    pub async fn invalidate(&self, primary: &CacheKey) -> Result<Vec<String>, StoreError> {
-        let mut keys = self.entry_keys(primary).await?;
-        keys.push(variants_set(primary).as_str().to_owned());
-        let mut connection = self.connection.clone();
-        let _removed: usize = self.run("del", connection.del(&keys)).await?;
-        Ok(keys)
-    }
-
-    /// Marks the URL's entries stale (a soft purge): they stay for their grace
-    /// period, are revalidated before any reuse, and still serve if the origin fails.
-    pub async fn mark_stale(&self, primary: &CacheKey) -> Result<Vec<String>, StoreError> {
-        let keys = self.entry_keys(primary).await?;
+    async fn mark_url_stale(&self, url: UrlKey) -> Result<Vec<EntryKey>, StoreError> {
         let mut marked = Vec::new();
-        for key in keys {
-            let key = CacheKey::from_raw(key);
-            if let Some(StoredValue::Entry(mut entry)) = self.get(&key).await? {
-                entry.lifetime_ms = 0;
+        for name in self.entry_names(url).await? {
+            if let Some(StoredValue::Entry(mut stored)) = self.get_value(&name).await? {
+                stored.lifetime_ms = 0;
                 let mut connection = self.connection.clone();
                 let set = redis::cmd("SET")
-                    .arg(key.as_str())
-                    .arg(entry.encode())
+                    .arg(&name)
+                    .arg(stored.encode())
                     .arg("KEEPTTL")
                     .arg("XX")
                     .clone();
                 self.run("set", set.query_async::<Option<String>>(&mut connection))
                     .await?;
-                marked.push(key.as_str().to_owned());
+                marked.extend(self.keys.parse(&name));
             }
         }
         Ok(marked)
     }
 
-    /// The URL keys in a tag set.
-    pub async fn tagged(&self, tag: &CacheKey) -> Result<Vec<String>, StoreError> {
-        let mut connection = self.connection.clone();
-        self.run("smembers", connection.smembers(tag.as_str()))
-            .await
+    /// Follows `<prefix>:events` until `stopped`, reconnecting after failures;
+    /// while it is down, waiters fall back on their bounded waits.
+    fn follow_events(&self, stopped: CancellationToken) {
+        let (client, keys, events) = (self.client.clone(), self.keys.clone(), self.events.clone());
+        tokio::spawn(async move {
+            let channel = keys.channel();
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                let connection = tokio::select! {
+                    () = stopped.cancelled() => return,
+                    connection = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub()) => connection,
+                };
+                match connection {
+                    Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
+                        Ok(()) => {
+                            tracing::debug!(%channel, "subscribed to cache events");
+                            backoff = Duration::from_millis(200);
+                            let mut messages = pubsub.on_message();
+                            loop {
+                                let message = tokio::select! {
+                                    () = stopped.cancelled() => return,
+                                    message = messages.next() => message,
+                                };
+                                let Some(message) = message else { break };
+                                match message
+                                    .get_payload::<String>()
+                                    .ok()
+                                    .and_then(|m| keys.event(&m))
+                                {
+                                    // Nobody listening is fine.
+                                    Some(event) => drop(events.send(event)),
+                                    None => tracing::debug!("unknown cache event"),
+                                }
+                            }
+                            tracing::warn!(%channel, "cache events subscription ended; reconnecting");
+                        }
+                        Err(error) => tracing::debug!(%error, "cannot subscribe to cache events"),
+                    },
+                    Ok(Err(error)) => tracing::debug!(%error, "cannot connect for cache events"),
+                    Err(_elapsed) => tracing::debug!("connecting for cache events timed out"),
+                }
+                tokio::select! {
+                    () = stopped.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+impl SharedStore for RedisStore {
+    fn get(&self, key: EntryKey) -> StoreFuture<'_, Option<StoredValue>> {
+        Box::pin(async move { self.get_value(&self.keys.entry(key)).await })
     }
 
-    pub async fn delete(&self, key: &CacheKey) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        self.run("del", connection.del::<_, usize>(key.as_str()))
-            .await
-            .map(drop)
+    fn put<'a>(&'a self, write: &'a Write) -> StoreFuture<'a, ()> {
+        Box::pin(self.put_entry(write))
     }
 
-    /// `SET key token NX PX ttl`: whether this caller now holds the lock.
-    pub async fn try_lock(
-        &self,
-        key: &CacheKey,
-        token: &str,
+    fn try_lock<'a>(
+        &'a self,
+        flight: EntryKey,
+        token: &'a str,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
-        let command = redis::cmd("SET")
-            .arg(key.as_str())
-            .arg(token)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-            .clone();
-        let reply: Option<String> = self
-            .run("lock", command.query_async(&mut connection))
-            .await?;
-        Ok(reply.is_some())
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let command = redis::cmd("SET")
+                .arg(self.keys.lock(flight))
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                .clone();
+            let reply: Option<String> = self
+                .run("lock", command.query_async(&mut connection))
+                .await?;
+            Ok(reply.is_some())
+        })
     }
 
-    /// How long the lock has left (`PTTL`); `None` if it is gone.
-    pub async fn lock_remaining(&self, key: &CacheKey) -> Result<Option<Duration>, StoreError> {
-        let mut connection = self.connection.clone();
-        let millis: i64 = self.run("pttl", connection.pttl(key.as_str())).await?;
-        Ok(u64::try_from(millis).ok().map(Duration::from_millis))
+    fn lock_remaining(&self, flight: EntryKey) -> StoreFuture<'_, Option<Duration>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let millis: i64 = self
+                .run("pttl", connection.pttl(self.keys.lock(flight)))
+                .await?;
+            Ok(u64::try_from(millis).ok().map(Duration::from_millis))
+        })
     }
 
-    /// Releases the lock if `token` still holds it.
-    pub async fn unlock(&self, key: &CacheKey, token: &str) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let script = redis::Script::new(UNLOCK);
-        let mut invocation = script.key(key.as_str());
-        invocation.arg(token);
-        self.run("unlock", invocation.invoke_async::<i64>(&mut connection))
+    fn unlock<'a>(&'a self, flight: EntryKey, token: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let script = redis::Script::new(UNLOCK);
+            let mut invocation = script.key(self.keys.lock(flight));
+            invocation.arg(token);
+            self.run("unlock", invocation.invoke_async::<i64>(&mut connection))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn invalidate(&self, url: UrlKey) -> StoreFuture<'_, Vec<EntryKey>> {
+        Box::pin(self.invalidate_url(url))
+    }
+
+    fn mark_stale(&self, url: UrlKey) -> StoreFuture<'_, Vec<EntryKey>> {
+        Box::pin(self.mark_url_stale(url))
+    }
+
+    fn tagged<'a>(&'a self, tag: &'a Tag) -> StoreFuture<'a, Vec<UrlKey>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let names: Vec<String> = self
+                .run("smembers", connection.smembers(self.keys.tag(tag)))
+                .await?;
+            Ok(names
+                .iter()
+                .filter_map(|name| self.keys.parse(name))
+                .map(|key| key.url)
+                .collect())
+        })
+    }
+
+    fn drop_tag<'a>(&'a self, tag: &'a Tag) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            self.run("del", connection.del::<_, usize>(self.keys.tag(tag)))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn publish<'a>(&'a self, event: &'a Event) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let message = self.keys.message(event);
+            self.run(
+                "publish",
+                connection.publish::<_, _, i64>(self.keys.channel(), message),
+            )
             .await
             .map(drop)
+        })
     }
 
-    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        self.run("publish", connection.publish::<_, _, i64>(channel, message))
+    fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn start(&self, stopped: CancellationToken) {
+        self.follow_events(stopped);
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            self.run(
+                "ping",
+                redis::cmd("PING").query_async::<String>(&mut connection),
+            )
             .await
             .map(drop)
+        })
     }
 
-    /// PING, for readiness reports.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        self.run(
-            "ping",
-            redis::cmd("PING").query_async::<String>(&mut connection),
-        )
-        .await
-        .map(drop)
+    fn breaker_state(&self) -> breaker::State {
+        self.breaker.state()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::key::NormalizedTarget;
+
+    #[test]
+    fn names_and_events_round_trip() {
+        let keys = Keyspace {
+            prefix: Arc::from("api-cache"),
+        };
+        let url = UrlKey::of(&NormalizedTarget::new("/air_quality", None));
+        assert_eq!(
+            keys.entry(EntryKey::url(url)),
+            "api-cache:b3231c75c1834b123a585db254cb22c0"
+        );
+        let variant = EntryKey::variant(url, 7);
+        assert_eq!(keys.parse(&keys.entry(variant)), Some(variant));
+        assert_eq!(keys.parse(&keys.variants(url)), None);
+        assert_eq!(keys.parse("other:b3231c75c1834b123a585db254cb22c0"), None);
+        for event in [
+            Event::Filled(variant),
+            Event::Invalidated(vec![EntryKey::url(url), variant]),
+        ] {
+            assert_eq!(keys.event(&keys.message(&event)), Some(event));
+        }
+        assert_eq!(keys.event("nonsense"), None);
     }
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
 use http::{HeaderValue, Method, StatusCode, Uri, header};
-use service_kit::{Lifecycle, Metrics, Problem, request_id, telemetry};
+use service_kit::{Lifecycle, Metrics, Problem, telemetry};
 
 use crate::store::Store;
 
@@ -37,7 +37,6 @@ impl FromRef<AppState> for Metrics {
 }
 
 pub fn router(state: AppState) -> Router {
-    telemetry::describe_http_metrics(&state.metrics);
     air_quality::describe_metrics(&state.metrics);
     describe_metrics(&state.metrics);
     Router::new()
@@ -51,12 +50,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: a panic becomes a 500 that the metrics and the access log see.
         .layer(service_kit::problem::catch_panics())
+        // Outermost: the request id exists before anything logs; every request
+        // is counted, timed and logged.
         .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
+            telemetry::RequestTelemetry::new(&state.metrics),
             telemetry::track_requests,
         ))
-        // Outermost: the request id exists before anything logs.
-        .layer(middleware::from_fn(request_id::ensure_request_id))
         .with_state(state)
 }
 

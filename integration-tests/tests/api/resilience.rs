@@ -303,10 +303,7 @@ async fn a_crashed_lock_holder_blocks_no_longer_than_its_lock() {
         ],
     )
     .await;
-    let key = api_cache::cache::key::CacheKey::new(
-        &prefix,
-        &api_cache::cache::key::NormalizedTarget::new("/locked", None),
-    );
+    let key = api_cache::redis_key(&prefix, "/locked");
     let mut redis = RedisServer::shared().client().await;
     let _: () = redis::cmd("SET")
         .arg(format!("{key}:lock"))
@@ -598,4 +595,53 @@ async fn a_row_inserted_with_psql_is_visible_through_every_replica_within_a_seco
             inserted.elapsed().as_millis()
         );
     }
+}
+
+#[tokio::test]
+async fn clients_that_abort_mid_fill_leave_no_fill_lock_behind() {
+    let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let switch = slow.clone();
+    let origin = TestOrigin::start(move |_| {
+        let delay = if switch.load(Ordering::SeqCst) { 2000 } else { 0 };
+        Reply::ok("fill me")
+            .header("cache-control", "max-age=60")
+            .delayed(Duration::from_millis(delay))
+    })
+    .await;
+    let prefix = unique_prefix();
+    let cache = cache_for_origin(
+        &origin,
+        RedisServer::shared().port(),
+        &[("CACHE_KEY_PREFIX", &prefix)],
+    )
+    .await;
+    cache.get("/aborted").await.bytes().await.unwrap();
+    slow.store(true, Ordering::SeqCst);
+    // Each asks to revalidate (a fill under the lock) and gives up long before the origin answers.
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    for _ in 0..30 {
+        let aborted = impatient
+            .get(cache.url("/aborted"))
+            .header("cache-control", "no-cache")
+            .send()
+            .await;
+        assert!(aborted.is_err(), "the client was meant to give up");
+    }
+    let redis = RedisServer::shared().client().await;
+    let released = eventually(Duration::from_secs(3), || {
+        let mut redis = redis.clone();
+        let pattern = format!("{prefix}:*:lock");
+        async move {
+            let locks: Vec<String> = redis::AsyncCommands::keys(&mut redis, pattern)
+                .await
+                .unwrap();
+            locks.is_empty()
+        }
+    })
+    .await;
+    assert!(released, "a fill lock outlived the requests that took it");
 }

@@ -7,41 +7,43 @@ use std::net::IpAddr;
 
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderMap, Method, Uri, header};
+use http::request::Parts;
+use http::{HeaderMap, Uri, header};
 
-use super::Outcome;
-use super::respond::{self, Served};
-use crate::cache::key::{CacheKey, NormalizedTarget};
-use crate::cache::status::{CacheStatus, Forward};
+use super::respond;
+use crate::cache::key::{NormalizedTarget, UrlKey};
+use crate::cache::status::{CacheStatus, Forward, Outcome};
 use crate::headers::{Forwarding, to_origin};
+use crate::origin::OriginError;
 use crate::routes::AppState;
 
-pub(super) async fn forward(
-    state: &AppState,
-    method: Method,
-    uri: &Uri,
-    headers: HeaderMap,
-    body: Body,
-    peer: IpAddr,
-) -> Response {
+pub(super) async fn forward(state: &AppState, parts: Parts, body: Body, peer: IpAddr) -> Response {
+    let (uri, headers) = (&parts.uri, &parts.headers);
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    let forwarded = to_origin(&headers, Some(peer), Forwarding::Untouched);
+    let forwarded = to_origin(headers, Some(peer), Forwarding::Untouched);
     let body = reqwest::Body::wrap_stream(body.into_data_stream());
     let mut status = CacheStatus::forward(Forward::Method);
     let asked = std::time::Instant::now();
     let response = match state
         .origin
-        .forward(method, path_and_query, forwarded, body)
+        .forward(parts.method.clone(), path_and_query, forwarded, body)
         .await
     {
         Ok(response) => response,
         Err(error) => {
-            state.record_origin(Err(&error), asked.elapsed());
-            state.record(Outcome::Error);
+            let label = if matches!(error, OriginError::Timeout(_)) {
+                "timeout"
+            } else {
+                "error"
+            };
+            state.metrics.origin(label, asked.elapsed());
+            state.metrics.outcome(Outcome::Error);
             return respond::origin_error(error, &status);
         }
     };
-    state.record_origin(Ok(response.status()), asked.elapsed());
+    state
+        .metrics
+        .origin(response.status().as_str(), asked.elapsed());
     status.forward_status = Some(response.status().as_u16());
     if response.status().is_success() || response.status().is_redirection() {
         let mut targets = vec![NormalizedTarget::new(uri.path(), uri.query())];
@@ -50,29 +52,27 @@ pub(super) async fn forward(
                 .headers()
                 .get(&name)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|location| same_origin_target(&headers, uri, location))
+                .and_then(|location| same_origin_target(headers, uri, location))
             {
                 targets.push(target);
             }
         }
         for target in targets {
-            let key = CacheKey::new(&state.key_prefix, &target);
-            match state.storage.invalidate(&key).await {
-                Ok(removed) => tracing::debug!(%key, removed, "invalidated after an unsafe method"),
+            let url = UrlKey::of(&target);
+            match state.storage.invalidate(url).await {
+                Ok(removed) => tracing::debug!(
+                    target = target.as_str(),
+                    removed,
+                    "invalidated after an unsafe method"
+                ),
                 Err(error) => {
-                    tracing::warn!(%key, %error, "could not invalidate after an unsafe method");
+                    tracing::warn!(target = target.as_str(), %error, "could not invalidate after an unsafe method");
                 }
             }
         }
     }
-    state.record(Outcome::Pass);
-    respond::passed(
-        response,
-        Served {
-            status,
-            outcome: Outcome::Pass,
-        },
-    )
+    state.metrics.outcome(Outcome::Pass);
+    respond::passed(response, &status, Outcome::Pass)
 }
 
 /// The target a `Location`/`Content-Location` names, if it is on the origin the
