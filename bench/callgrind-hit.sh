@@ -2,7 +2,7 @@
 # Instructions per cache hit, counted by valgrind's callgrind: the same figure
 # for the same binary and inputs however busy the machine is.
 #
-#   bench/callgrind-hit.sh [--rows 10] [--hits 1000]
+#   bench/callgrind-hit.sh [--rows 10] [--hits 1000] [--gzip]
 #
 # api-cache (at its defaults: JSON access log on, gzip storage) and, for
 # reference, nginx proxy_cache (one process) each run twice under callgrind: one
@@ -11,17 +11,19 @@
 # so start-up (whose clock calibration varies from run to run) and the miss
 # are not counted. Per hit = (second total - first total) / HITS. Then the top
 # symbols of api-cache's longer run.
-# API_CACHE_BIN measures another build (e.g. the one before a change).
+# --gzip: the client sends Accept-Encoding: gzip. API_CACHE_BIN measures
+# another build (e.g. the one before a change).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 
-rows=10 hits=1000
+rows=10 hits=1000 client=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows="$2"; shift 2 ;;
     --hits) hits="$2"; shift 2 ;;
-    *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+    --gzip) client=(-H "Accept-Encoding: gzip"); shift ;;
+    *) sed -n '2,17p' "$0" >&2; exit 2 ;;
   esac
 done
 
@@ -38,7 +40,7 @@ requests() {
   for _ in $(seq "$2"); do
     printf 'url = "http://127.0.0.1:%s%s"\noutput = "/dev/null"\n' "$1" "$path" >>"$BENCH_DIR/curl.conf"
   done
-  curl -sf -K "$BENCH_DIR/curl.conf"
+  curl -sf "${client[@]}" -K "$BENCH_DIR/curl.conf"
 }
 
 # total FILE: the instruction count callgrind recorded.
@@ -81,7 +83,7 @@ run_nginx() {
   kill -QUIT "$pid"; wait "$pid" || true
 }
 
-echo "| front | instructions per hit ($rows rows, $hits hits) |"
+echo "| front | instructions per hit ($rows rows, $hits hits${client[*]:+, ${client[1]}}) |"
 echo "|---|---|"
 for front in api-cache nginx; do
   "run_${front/-/_}" 200 "$BENCH_DIR/$front-short.out"

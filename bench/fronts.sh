@@ -104,13 +104,15 @@ table() {
 
 # One cold key, 200 concurrent clients, an origin taking DELAY ms: how many
 # requests reach the origin, and how much later than the origin's answer the
-# slowest client gets its own.
+# slowest client gets its own. "origin" is the same 200 requests sent to the
+# origin directly (each waits its own DELAY): the client's own floor.
 stampede() {
   local delay front path before after slowest
+  front_port[origin]="$origin_port"
   echo "| origin latency | front | origin requests | slowest client, ms after the origin's latency |"
   echo "|---|---|---|---|"
   for delay in 1000 6000; do
-    for front in nginx varnish api-cache; do
+    for front in origin nginx varnish api-cache; do
       path="/stampede?rows=10&delay_ms=$delay&front=$front"
       : >"$BENCH_DIR/curl.conf"
       for _ in $(seq 200); do

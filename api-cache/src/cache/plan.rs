@@ -53,10 +53,8 @@ pub(crate) enum Plan {
     Fill { forward: Forward },
     /// Another request of this process is filling the entry: wait for its answer.
     WaitForFill { forward: Forward },
-    /// Go to the origin for this request alone. `store`: the answer may be
-    /// stored if the policy allows (a credentialed request for a response that
-    /// says `public`); never after a request's `no-store`.
-    Pass { forward: Forward, store: bool },
+    /// Go to the origin for this request alone.
+    Pass { forward: Forward, storing: Storing },
     /// `only-if-cached`, and nothing stored may answer: 504.
     OnlyIfCachedMiss { forward: Forward },
 }
@@ -77,12 +75,22 @@ impl Plan {
     }
 }
 
+/// Whether an answer fetched for a request may be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Storing {
+    /// If the storage policy allows it (a credentialed request's answer
+    /// is, when it says `public`).
+    IfAllowed,
+    /// Never: the request said `no-store`, or another request is storing it.
+    Never,
+}
+
 /// Decides what to do with a request (RFC 9111 section 4, RFC 5861).
 pub(crate) fn decide(request: &RequestFacts, holding: Holding<'_>, now: &Now) -> Plan {
     if request.cache_control.no_store {
         return Plan::Pass {
             forward: Forward::Request,
-            store: false,
+            storing: Storing::Never,
         };
     }
     let entry = match holding {
@@ -90,7 +98,7 @@ pub(crate) fn decide(request: &RequestFacts, holding: Holding<'_>, now: &Now) ->
             // Never answer a credentialed request with what another client fetched.
             return Plan::Pass {
                 forward: Forward::Bypass,
-                store: true,
+                storing: Storing::IfAllowed,
             };
         }
         Holding::Entry(entry) => entry,
@@ -101,7 +109,7 @@ pub(crate) fn decide(request: &RequestFacts, holding: Holding<'_>, now: &Now) ->
         Holding::Nothing(forward) if request.credentials => {
             return Plan::Pass {
                 forward,
-                store: true,
+                storing: Storing::IfAllowed,
             };
         }
         Holding::Nothing(forward) => return fill_or_wait(Plan::Fill { forward }, now),
@@ -410,7 +418,7 @@ mod tests {
                 decide(&request("no-store"), holding, &filling(at(1))),
                 Plan::Pass {
                     forward: Forward::Request,
-                    store: false
+                    storing: Storing::Never
                 }
             );
         }
@@ -423,14 +431,14 @@ mod tests {
             decide(&credentialed(), Holding::Entry(&private), &at(1)),
             Plan::Pass {
                 forward: Forward::Bypass,
-                store: true
+                storing: Storing::IfAllowed
             }
         );
         assert_eq!(
             decide(&credentialed(), URI_MISS, &filling(at(1))),
             Plan::Pass {
                 forward: Forward::UriMiss,
-                store: true
+                storing: Storing::IfAllowed
             },
             "never joins someone else's fill"
         );

@@ -132,6 +132,14 @@ impl CacheStatus {
         }
     }
 
+    /// The same, with an implementation detail (an sf-token).
+    pub(crate) fn detail(self, detail: &'static str) -> Self {
+        Self {
+            detail: Some(detail),
+            ..self
+        }
+    }
+
     /// The header, as sent.
     pub(crate) fn header(&self) -> HeaderValue {
         HeaderValue::from_maybe_shared(Bytes::from(self.header_value()))

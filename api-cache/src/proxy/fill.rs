@@ -21,7 +21,7 @@ use crate::cache::encoding::{Encoding, MIN_COMPRESS_BYTES, gunzip, gzip, is_comp
 use crate::cache::entry::Entry;
 use crate::cache::freshness::Timing;
 use crate::cache::key::{EntryKey, path_prefixes};
-use crate::cache::plan::{Holding, Plan, decide, remaining_ttl};
+use crate::cache::plan::{Holding, Plan, Storing, decide, remaining_ttl};
 use crate::cache::policy::NotStored;
 use crate::cache::revalidate::{conditional_headers, refreshed};
 use crate::cache::status::Forward;
@@ -73,10 +73,18 @@ pub(crate) struct Fetched {
     pub(super) origin_status: u16,
     pub(super) forward: Forward,
     pub(super) stored: Stored,
-    /// Fetched by another request or replica while this one waited.
-    pub(super) collapsed: bool,
-    /// Found in the shared store, fresh, by the fill's leader: no origin request.
-    pub(super) found_stored: bool,
+    pub(super) source: Source,
+}
+
+/// Where a fetched answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// This request's own trip to the origin.
+    Origin,
+    /// Another request's trip (or another replica's) that this one waited for.
+    Collapsed,
+    /// The shared store, where the fill's leader found it fresh: no trip.
+    Store,
 }
 
 /// What became of a fetched response.
@@ -116,8 +124,12 @@ pub(super) async fn fill(state: &AppState, trip: Trip<'_>) -> Result<Fetch, Orig
             Waited::Done(Shared::Fetched(fetched))
                 if selects(&fetched.entry.stored().vary, &trip.request.headers) =>
             {
+                let source = match fetched.source {
+                    Source::Store => Source::Store,
+                    Source::Origin | Source::Collapsed => Source::Collapsed,
+                };
                 Ok(Fetch::Entry(Arc::new(Fetched {
-                    collapsed: true,
+                    source,
                     entry: fetched.entry.clone(),
                     ..*fetched
                 })))
@@ -125,20 +137,19 @@ pub(super) async fn fill(state: &AppState, trip: Trip<'_>) -> Result<Fetch, Orig
             Waited::Done(Shared::Failed(error)) => Err(error),
             // Waited too long, the leader gave up, or its answer is not for
             // this request: go alone, and do not store what another is storing.
-            _ => alone(state, trip, false).await,
+            _ => alone(state, trip, Storing::Never).await,
         },
-        Role::Overflow => alone(state, trip, false).await,
+        Role::Overflow => alone(state, trip, Storing::Never).await,
     }
 }
 
-/// A trip for this request only: no coalescing, no lock. `store`: the answer
-/// may be stored if the policy allows.
+/// A trip for this request only: no coalescing, no lock.
 pub(super) async fn alone(
     state: &AppState,
     trip: Trip<'_>,
-    store: bool,
+    storing: Storing,
 ) -> Result<Fetch, OriginError> {
-    fetch(state, trip, store, None).await
+    fetch(state, trip, storing, None).await
 }
 
 /// Refreshes a stale entry once, after it was served (stale-while-revalidate).
@@ -177,7 +188,7 @@ pub(super) fn refresh_in_background(
 /// wait for what it stores.
 async fn lead(state: &AppState, mut trip: Trip<'_>) -> Result<Fetch, OriginError> {
     if let Some(entry) = filled_meanwhile(state, trip.request) {
-        return Ok(collapsed(entry, trip.forward));
+        return Ok(already_stored(entry, trip.forward, Source::Collapsed));
     }
     if trip.shared == SharedStore::NotAsked {
         // Another replica may have refreshed it already.
@@ -187,29 +198,29 @@ async fn lead(state: &AppState, mut trip: Trip<'_>) -> Result<Fetch, OriginError
             .await
         {
             Lookup::Found(entry) if servable(state, trip.request, &entry) => {
-                return Ok(found_stored(entry, trip.forward));
+                return Ok(already_stored(entry, trip.forward, Source::Store));
             }
             Lookup::Unavailable => trip.shared = SharedStore::Unavailable,
             _ => trip.shared = SharedStore::Answered,
         }
     }
     if trip.shared == SharedStore::Unavailable {
-        return fetch(state, trip, true, None).await;
+        return fetch(state, trip, Storing::IfAllowed, None).await;
     }
     match state.storage.lock(trip.flight, state.lock_ttl).await {
-        Ok(Some(lock)) => fetch(state, trip, true, Some(lock)).await,
+        Ok(Some(lock)) => fetch(state, trip, Storing::IfAllowed, Some(lock)).await,
         Ok(None) => {
             if let Some(entry) = wait_for_peer(state, trip).await {
-                return Ok(collapsed(entry, trip.forward));
+                return Ok(already_stored(entry, trip.forward, Source::Collapsed));
             }
             // Nothing came in time: lead if the lock is free now, else fetch
             // without storing (a crashed holder blocks no longer than its lock).
             match state.storage.lock(trip.flight, state.lock_ttl).await {
-                Ok(Some(lock)) => fetch(state, trip, true, Some(lock)).await,
-                _ => fetch(state, trip, false, None).await,
+                Ok(Some(lock)) => fetch(state, trip, Storing::IfAllowed, Some(lock)).await,
+                _ => fetch(state, trip, Storing::Never, None).await,
             }
         }
-        Err(_) => fetch(state, trip, true, None).await,
+        Err(_) => fetch(state, trip, Storing::IfAllowed, None).await,
     }
 }
 
@@ -222,24 +233,16 @@ fn filled_meanwhile(state: &AppState, request: &ReadRequest) -> Option<Arc<Entry
 
 /// Whether the entry may answer the request as it is, now.
 fn servable(state: &AppState, request: &ReadRequest, entry: &Entry) -> bool {
-    let now = state.now(SystemTime::now(), false);
+    let now = state.now(SystemTime::now());
     matches!(
         decide(&request.facts, Holding::Entry(entry), &now),
         Plan::Serve { .. }
     )
 }
 
-/// An entry another request or replica filled while this one waited.
-fn collapsed(entry: Arc<Entry>, forward: Forward) -> Fetch {
-    stored_entry(entry, forward, true)
-}
-
-/// A fresh entry the leader found in the shared store.
-fn found_stored(entry: Arc<Entry>, forward: Forward) -> Fetch {
-    stored_entry(entry, forward, false)
-}
-
-fn stored_entry(entry: Arc<Entry>, forward: Forward, collapsed: bool) -> Fetch {
+/// An entry that is stored already: filled by another request or replica
+/// while this one waited, or found fresh in the shared store.
+fn already_stored(entry: Arc<Entry>, forward: Forward, source: Source) -> Fetch {
     Fetch::Entry(Arc::new(Fetched {
         origin_status: entry.stored().status,
         stored: Stored::Yes {
@@ -247,8 +250,7 @@ fn stored_entry(entry: Arc<Entry>, forward: Forward, collapsed: bool) -> Fetch {
         },
         entry,
         forward,
-        collapsed,
-        found_stored: !collapsed,
+        source,
     }))
 }
 
@@ -298,7 +300,7 @@ async fn peer_entry(state: &AppState, request: &ReadRequest) -> Option<Arc<Entry
 async fn fetch(
     state: &AppState,
     trip: Trip<'_>,
-    store: bool,
+    storing: Storing,
     lock: Option<FillLock>,
 ) -> Result<Fetch, OriginError> {
     let request = trip.request;
@@ -317,7 +319,7 @@ async fn fetch(
         .origin(&origin_status_label(&result), asked.elapsed());
     let response = result?;
     let generation = data_version(&response.headers).unwrap_or(known_before);
-    let made = match (response.status, trip.stored, &response.body) {
+    let received = match (response.status, trip.stored, &response.body) {
         (StatusCode::NOT_MODIFIED, Some(stored), _) => {
             Some(revalidated(state, stored, &response, generation))
         }
@@ -326,19 +328,32 @@ async fn fetch(
         }
         _ => None,
     };
-    let Some((stored, identity)) = made else {
+    let Some(received) = received else {
         return Ok(Fetch::Stream(Box::new(response)));
     };
-    let origin_status = response.status.as_u16();
-    let (entry, stored) = persist(state, trip, stored, identity, store, lock).await;
+    let (entry, stored) = persist(
+        state,
+        trip,
+        received.stored,
+        received.identity,
+        storing,
+        lock,
+    )
+    .await;
     Ok(Fetch::Entry(Arc::new(Fetched {
         entry,
-        origin_status,
+        origin_status: response.status.as_u16(),
         forward: trip.forward,
         stored,
-        collapsed: false,
-        found_stored: false,
+        source: Source::Origin,
     })))
+}
+
+/// An origin's answer as the cache keeps it, and its decoded body.
+#[derive(Debug)]
+struct Received {
+    stored: StoredResponse,
+    identity: Bytes,
 }
 
 fn origin_status_label(result: &Result<OriginResponse, OriginError>) -> String {
@@ -367,7 +382,7 @@ fn revalidated(
     stored: &Entry,
     response: &OriginResponse,
     generation: u64,
-) -> (StoredResponse, Bytes) {
+) -> Received {
     let mut refreshed = refreshed(
         stored.stored(),
         &response.headers,
@@ -376,7 +391,10 @@ fn revalidated(
         &state.policy,
     );
     refreshed.generation = generation;
-    (refreshed, stored.representation(false).body.clone())
+    Received {
+        stored: refreshed,
+        identity: stored.representation(false).body.clone(),
+    }
 }
 
 /// The stored form of a complete origin response (end-to-end headers, the
@@ -388,7 +406,7 @@ async fn new_entry(
     response: &OriginResponse,
     body: Bytes,
     generation: u64,
-) -> Option<(StoredResponse, Bytes)> {
+) -> Option<Received> {
     let origin_encoding = Encoding::from_response(&response.headers)?;
     let identity = match origin_encoding {
         Encoding::Identity => body.clone(),
@@ -431,7 +449,7 @@ async fn new_entry(
         shared_with_credentials: false,
         generation,
     };
-    Some((stored, identity))
+    Some(Received { stored, identity })
 }
 
 /// gzip, off the async workers for large bodies.
@@ -451,7 +469,7 @@ async fn persist(
     trip: Trip<'_>,
     mut stored: StoredResponse,
     identity: Bytes,
-    store: bool,
+    storing: Storing,
     lock: Option<FillLock>,
 ) -> (Arc<Entry>, Stored) {
     let request = trip.request;
@@ -482,7 +500,7 @@ async fn persist(
     stored.shared_with_credentials = terms.shared_with_credentials;
     let key = variant_key_of(request.url, &stored);
     let entry = Arc::new(Entry::with_identity(stored, identity));
-    if !store {
+    if storing == Storing::Never {
         return (entry, Stored::No(NotStored::Concurrent));
     }
     let write = Write {

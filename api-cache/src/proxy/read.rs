@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use axum::response::Response;
 use http::StatusCode;
 
-use super::fill::{self, Fetch, Fetched, SharedStore, Stored, Trip};
+use super::fill::{self, Fetch, Fetched, SharedStore, Source, Stored, Trip};
 use super::request::ReadRequest;
 use super::respond;
 use crate::cache::entry::Entry;
@@ -31,11 +31,7 @@ pub(super) async fn serve(state: &AppState, request: ReadRequest) -> Response {
     let now = SystemTime::now();
     let local = state.storage.local(request.url, &request.headers);
     if let Some(entry) = &local
-        && let Plan::Serve { ttl } = decide(
-            &request.facts,
-            Holding::Entry(entry),
-            &state.now(now, false),
-        )
+        && let Plan::Serve { ttl } = decide(&request.facts, Holding::Entry(entry), &state.now(now))
     {
         return hit(
             state,
@@ -62,7 +58,7 @@ async fn beyond_this_process(
 ) -> Response {
     if let Some(entry) = &local {
         let flight = variant_key_of(request.url, entry.stored());
-        let known = state.now(now, state.flights.in_progress(&flight));
+        let known = state.now_for(now, &flight);
         let plan = decide(&request.facts, Holding::Entry(entry), &known);
         if matches!(plan, Plan::Revalidate { .. } | Plan::WaitForFill { .. }) {
             let found = Found {
@@ -75,7 +71,7 @@ async fn beyond_this_process(
         }
     }
     let found = look_up(state, request, local).await;
-    let known = state.now(now, state.flights.in_progress(&found.flight));
+    let known = state.now_for(now, &found.flight);
     let plan = decide(&request.facts, found.holding(), &known);
     act(state, request, &found, plan, now).await
 }
@@ -135,7 +131,7 @@ async fn look_up(state: &AppState, request: &ReadRequest, local: Option<Arc<Entr
     }
 }
 
-/// Carries out the plan.
+/// Carries out the plan: one action per variant.
 async fn act(
     state: &AppState,
     request: &ReadRequest,
@@ -169,35 +165,18 @@ async fn act(
         ),
         (Plan::ServeStaleAndRefresh { ttl }, Some(entry)) => {
             fill::refresh_in_background(state, request, entry.clone(), found.flight);
-            let status = CacheStatus {
-                detail: Some("stale-while-revalidate"),
-                ..CacheStatus::hit(ttl)
-            };
+            let status = CacheStatus::hit(ttl).detail("stale-while-revalidate");
             hit(state, entry, request, status, Outcome::Stale, now)
         }
-        (Plan::Pass { forward, store }, _) => {
-            // Alone, and with no stored entry to fall back on: it may be
-            // another client's.
+        (Plan::Pass { forward, storing }, _) => {
+            // With no stored entry to fall back on: it may be another client's.
             let trip = Trip {
                 stored: None,
                 ..trip(forward)
             };
-            answer(state, trip, fill::alone(state, trip, store).await)
+            answer(state, trip, fill::alone(state, trip, storing).await)
         }
-        (Plan::OnlyIfCachedMiss { forward }, _) => {
-            state.metrics.outcome(Outcome::Bypass);
-            let status = CacheStatus {
-                detail: Some("only-if-cached"),
-                ..CacheStatus::forward(forward)
-            };
-            let detail = "The request asked for a stored response only, and none may answer it.";
-            respond::problem(
-                StatusCode::GATEWAY_TIMEOUT,
-                detail,
-                &status,
-                Outcome::Bypass,
-            )
-        }
+        (Plan::OnlyIfCachedMiss { forward }, _) => only_if_cached(state, forward),
         // Revalidate, Fill and WaitForFill join the entry's flight: the first
         // request leads, the others wait for its answer.
         (plan, _) => {
@@ -205,6 +184,19 @@ async fn act(
             answer(state, trip, fill::fill(state, trip).await)
         }
     }
+}
+
+/// `only-if-cached`, and nothing stored may answer: 504 (RFC 9111 5.2.1.7).
+fn only_if_cached(state: &AppState, forward: Forward) -> Response {
+    state.metrics.outcome(Outcome::Bypass);
+    let status = CacheStatus::forward(forward).detail("only-if-cached");
+    let detail = "The request asked for a stored response only, and none may answer it.";
+    respond::problem(
+        StatusCode::GATEWAY_TIMEOUT,
+        detail,
+        &status,
+        Outcome::Bypass,
+    )
 }
 
 fn hit(
@@ -253,7 +245,7 @@ fn answer(state: &AppState, trip: Trip<'_>, result: Result<Fetch, OriginError>) 
 /// Answers from a fetched (or revalidated) entry.
 fn fetched_answer(state: &AppState, fetched: &Fetched, request: &ReadRequest) -> Response {
     let now = SystemTime::now();
-    if fetched.found_stored {
+    if fetched.source == Source::Store {
         let ttl = remaining_ttl(&fetched.entry, now);
         return hit(
             state,
@@ -264,7 +256,8 @@ fn fetched_answer(state: &AppState, fetched: &Fetched, request: &ReadRequest) ->
             now,
         );
     }
-    let outcome = match (fetched.collapsed, fetched.origin_status, fetched.stored) {
+    let collapsed = fetched.source == Source::Collapsed;
+    let outcome = match (collapsed, fetched.origin_status, fetched.stored) {
         (true, _, _) => Outcome::Collapsed,
         (_, 304, _) => Outcome::Revalidated,
         (_, _, Stored::Unavailable) => Outcome::Bypass,
@@ -273,7 +266,7 @@ fn fetched_answer(state: &AppState, fetched: &Fetched, request: &ReadRequest) ->
     state.metrics.outcome(outcome);
     let mut status = CacheStatus {
         forward_status: Some(fetched.origin_status),
-        collapsed: fetched.collapsed,
+        collapsed,
         ..CacheStatus::forward(fetched.forward)
     };
     match fetched.stored {

@@ -59,12 +59,20 @@ impl AppState {
     }
 
     /// What the read path's decisions need to know now.
-    pub(crate) fn now(&self, time: SystemTime, fill_in_progress: bool) -> Now {
+    pub(crate) fn now(&self, time: SystemTime) -> Now {
         Now {
             time,
             generation: self.generation.current(),
-            fill_in_progress,
+            fill_in_progress: false,
             stale_while_revalidate: self.policy.stale_while_revalidate,
+        }
+    }
+
+    /// The same, for a request that may join the fill of `flight`.
+    pub(crate) fn now_for(&self, time: SystemTime, flight: &EntryKey) -> Now {
+        Now {
+            fill_in_progress: self.flights.in_progress(flight),
+            ..self.now(time)
         }
     }
 }

@@ -292,6 +292,57 @@ fn images_are_built_from_dockerfile_targets_that_exist() {
     );
 }
 
+/// Whether `.dockerignore` keeps `path` out of the build context: the last
+/// pattern that matches decides (`dir/`, `dir/*`, `*.ext`, and `!` exceptions).
+fn docker_ignores(path: &str) -> bool {
+    let mut ignored = false;
+    for line in read(".dockerignore").lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (except, pattern) = match line.strip_prefix('!') {
+            Some(pattern) => (true, pattern),
+            None => (false, line),
+        };
+        let pattern = pattern.trim_end_matches('/');
+        let matches = match pattern.strip_suffix("/*") {
+            Some(dir) => path.starts_with(&format!("{dir}/")),
+            None => match pattern.strip_prefix('*') {
+                Some(ending) => path.ends_with(ending),
+                None => path == pattern || path.starts_with(&format!("{pattern}/")),
+            },
+        };
+        if matches {
+            ignored = !except;
+        }
+    }
+    ignored
+}
+
+#[test]
+fn the_image_build_context_holds_every_workspace_member_and_no_target() {
+    let manifest = read("Cargo.toml");
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap();
+    let members: Vec<&str> = members
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+        .collect();
+    assert!(members.contains(&"bench/origin"), "{members:?}");
+    for member in members {
+        assert!(
+            !docker_ignores(&format!("{member}/Cargo.toml")),
+            "{member} is a workspace member: without it cargo cannot build in the image"
+        );
+    }
+    assert!(docker_ignores("target/release/api-cache"));
+    assert!(docker_ignores("bench/fronts.sh"));
+}
+
 #[test]
 fn deployments_are_hardened_probed_and_bounded() {
     let objects = manifests();

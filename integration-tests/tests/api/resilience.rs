@@ -602,7 +602,11 @@ async fn clients_that_abort_mid_fill_leave_no_fill_lock_behind() {
     let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let switch = slow.clone();
     let origin = TestOrigin::start(move |_| {
-        let delay = if switch.load(Ordering::SeqCst) { 2000 } else { 0 };
+        let delay = if switch.load(Ordering::SeqCst) {
+            2000
+        } else {
+            0
+        };
         Reply::ok("fill me")
             .header("cache-control", "max-age=60")
             .delayed(Duration::from_millis(delay))
