@@ -67,10 +67,14 @@ air_quality_init() (
     copy_lines+="\\copy air_quality_staging FROM '${file//\'/\'\'}' WITH (FORMAT csv, HEADER true)"$'\n'
   done
 
+  # The password goes into the SQL psql reads on its standard input, as a
+  # literal (quotes doubled), never on its command line, where ps shows it.
+  local password_literal="'${api_password//\'/\'\'}'"
+
   echo "init-script.sh: loading ${csv_files[*]} into \"$database\".\"$schema\".air_quality_measurements" >&2
   psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 \
        --username "$admin_user" --dbname "$database" \
-       -v schema="$schema" -v api_user="$api_user" -v api_password="$api_password" \
+       -v schema="$schema" -v api_user="$api_user" \
        <<SQL
 -- Keep the password out of the server log whatever log_statement says.
 SET log_statement = 'none';
@@ -157,7 +161,7 @@ ${copy_lines}INSERT INTO :"schema".air_quality_measurements
 SELECT format('CREATE ROLE %I', :'api_user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'api_user') \gexec
 ALTER ROLE :"api_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
-    PASSWORD :'api_password';
+    PASSWORD ${password_literal};
 ALTER ROLE :"api_user" SET default_transaction_read_only = on;
 GRANT CONNECT ON DATABASE :"DBNAME" TO :"api_user";
 GRANT USAGE ON SCHEMA :"schema" TO :"api_user";

@@ -167,7 +167,13 @@ pub fn parse_instant(value: &str) -> Result<PrimitiveDateTime, String> {
     // Many clients write the date-time separator as a space.
     let value = value.replacen(' ', "T", 1);
     if let Ok(instant) = OffsetDateTime::parse(&value, &Iso8601::DEFAULT) {
-        let utc = instant.to_offset(UtcOffset::UTC);
+        // 9999-12-31T23:00:00-05:00 is in year 10000 in UTC: out of range.
+        let Some(utc) = instant.checked_to_offset(UtcOffset::UTC) else {
+            return Err(
+                "the date-time is out of range once converted to UTC (years -9999 to 9999)"
+                    .to_owned(),
+            );
+        };
         return Ok(PrimitiveDateTime::new(utc.date(), utc.time()));
     }
     PrimitiveDateTime::parse(&value, &Iso8601::DEFAULT).map_err(|_| EXPECTED.to_owned())
@@ -241,6 +247,20 @@ mod tests {
         assert_eq!(
             parse_instant("2016-10-01T08:00"),
             Ok(datetime!(2016-10-01 08:00))
+        );
+    }
+
+    #[test]
+    fn a_date_time_out_of_range_in_utc_is_refused_not_a_panic() {
+        assert!(parse_instant("9999-12-31T23:00:00-05:00").is_err());
+        assert!(parse_instant("-9999-01-01T00:00:00+05:00").is_err());
+        assert_eq!(
+            rejected("from=9999-12-31T23:00:00-05:00"),
+            [("from".into(), "9999-12-31T23:00:00-05:00".into())]
+        );
+        assert_eq!(
+            parse_instant("9999-12-31T23:00:00+05:00"),
+            Ok(datetime!(9999-12-31 18:00))
         );
     }
 

@@ -234,3 +234,59 @@ async fn a_custom_schema_and_user_are_honoured() {
     let rows: Vec<serde_json::Value> = rest.get("/air_quality?limit=3").await.json().await.unwrap();
     assert_eq!(rows.len(), 3);
 }
+
+#[tokio::test]
+async fn the_api_password_never_appears_on_a_command_line_and_any_character_works() {
+    let server = PostgresServer::shared();
+    let db = empty_database(server, "argv");
+    // A psql that writes down its arguments, then runs the real one.
+    let shim = tempfile::tempdir().unwrap();
+    let args_log = shim.path().join("args.log");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+        args_log.display(),
+        server.bin_dir().join("psql").display()
+    );
+    let shim_psql = shim.path().join("psql");
+    std::fs::write(&shim_psql, script).unwrap();
+    std::fs::set_permissions(
+        &shim_psql,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let password = r#"it's a "pa$$" $(word) \ with; -- more"#;
+    let path = format!(
+        "{}:{}:{}",
+        shim.path().display(),
+        server.bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Its own API user: roles are the whole server's, and other tests log in as `api`.
+    let output = server.run_init_script(
+        &db.name,
+        &[
+            ("POSTGRES_API_USER", "argv_reader"),
+            ("POSTGRES_API_PASSWORD", password),
+            ("PATH", &path),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let args = std::fs::read_to_string(&args_log).unwrap();
+    assert!(args.contains("--username"), "the shim ran: {args}");
+    assert!(
+        !args.contains("pa$$"),
+        "the password was on psql's command line: {args}"
+    );
+    let db = integration_tests::TestDatabase {
+        api_user: "argv_reader".into(),
+        api_password: password.to_owned(),
+        ..db
+    };
+    db.as_api_user()
+        .await
+        .expect("the API user logs in with exactly that password");
+}
