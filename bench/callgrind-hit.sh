@@ -55,7 +55,7 @@ run_api_cache() {
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
     --logfile "$BENCH_DIR/redis.log" &
   BENCH_PIDS+=($!)
-  env API_CACHE_PORT="$port" BIND_ADDRESS=127.0.0.1 REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port" \
+  env API_CACHE_PORT="$port" API_CACHE_ADMIN_PORT="$(free_port)" BIND_ADDRESS=127.0.0.1 REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port" \
     BACKEND_HOST=127.0.0.1 BACKEND_PORT="$origin_port" BACKEND_CHANGES_PATH="" \
     valgrind --tool=callgrind --callgrind-out-file="$2" \
     "${API_CACHE_BIN:-target/release/api-cache}" >"$BENCH_DIR/api-cache.log" 2>"$BENCH_DIR/valgrind.log" &

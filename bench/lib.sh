@@ -78,7 +78,7 @@ start_api_cache() {
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
     --logfile "$BENCH_DIR/redis-$port.log" &
   BENCH_PIDS+=($!)
-  env API_CACHE_PORT="$port" BIND_ADDRESS=127.0.0.1 REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port" \
+  env API_CACHE_PORT="$port" API_CACHE_ADMIN_PORT="$(free_port)" BIND_ADDRESS=127.0.0.1 REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port" \
     BACKEND_HOST=127.0.0.1 BACKEND_PORT="$origin" BACKEND_CHANGES_PATH="" \
     "$@" "${API_CACHE_BIN:-target/release/api-cache}" >"$BENCH_DIR/api-cache-$port.log" 2>&1 &
   API_CACHE_PID=$!

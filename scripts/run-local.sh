@@ -83,6 +83,7 @@ The stack is up. Try:
   curl localhost:$API_CACHE_PORT/air_quality            # through the cache (X-Cache: MISS, then HIT)
   curl 'localhost:$API_CACHE_PORT/air_quality?id_entity=aq_jaen&from=2016-10-01&to=2016-10-02'
   curl localhost:$API_REST_PORT/                        # api-rest describes itself
+  curl localhost:$API_CACHE_ADMIN_PORT/metrics                  # operators' endpoints: admin ports
 Ctrl-C stops everything.
 
 MSG

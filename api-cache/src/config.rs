@@ -15,12 +15,20 @@ pub struct Config {
     /// `API_CACHE_PORT`: the port api-cache listens on. Default 8080.
     #[serde(default = "default_port")]
     pub api_cache_port: u16,
+    /// `API_CACHE_ADMIN_PORT`: the port of `/metrics`, `/readyz`, `/healthz` and
+    /// the purge API, kept off the public one. Default 9090.
+    #[serde(default = "default_admin_port")]
+    pub api_cache_admin_port: u16,
     /// `BACKEND_HOST`: where api-rest runs. Default `api-rest`.
     #[serde(default = "default_backend_host")]
     pub backend_host: String,
     /// `BACKEND_PORT`: api-rest's port. Default 5000.
     #[serde(default = "default_backend_port")]
     pub backend_port: u16,
+    /// `BACKEND_ADMIN_PORT`: api-rest's admin port, where its change feed is
+    /// (equal to `API_REST_ADMIN_PORT`). Default 9091.
+    #[serde(default = "default_backend_admin_port")]
+    pub backend_admin_port: u16,
     /// `BACKEND_CONNECT_TIMEOUT_MS`: giving up connecting to api-rest (then 502). Default 1000.
     #[serde(default = "default_backend_connect_timeout")]
     pub backend_connect_timeout_ms: u64,
@@ -91,9 +99,19 @@ pub struct Config {
     /// endpoint is disabled (404) while it is unset.
     #[serde(default)]
     pub cache_purge_token: Option<SecretString>,
+    /// `BACKEND_MAX_CONCURRENT_REQUESTS`: requests to api-rest under way at
+    /// once, at most; past it a request gets a stale entry if one may answer,
+    /// else 503 with `Retry-After`. Default 128.
+    #[serde(default = "default_backend_max_concurrent")]
+    pub backend_max_concurrent_requests: usize,
+    /// `CACHE_FILL_BUFFER_BYTES`: the most memory bodies being read from
+    /// api-rest for the cache may hold between them; past it a body is passed
+    /// through as it streams, not stored. Default 128 MiB.
+    #[serde(default = "default_fill_buffer")]
+    pub cache_fill_buffer_bytes: u64,
     /// `BACKEND_CHANGES_PATH`: the origin's data-change feed (server-sent
-    /// events of the data version), followed to retire outdated entries at once.
-    /// Default `/changes`; empty disables it.
+    /// events of the data version) on `BACKEND_ADMIN_PORT`, followed to retire
+    /// outdated entries at once. Default `/changes`; empty disables it.
     #[serde(default = "default_changes_path")]
     pub backend_changes_path: String,
     /// `CACHE_KEY_PREFIX`: the prefix of every Redis key (`<prefix>:<digest>`). Default `api-cache`.
@@ -124,6 +142,18 @@ fn default_backend_host() -> String {
 }
 fn default_backend_port() -> u16 {
     5000
+}
+fn default_admin_port() -> u16 {
+    9090
+}
+fn default_backend_max_concurrent() -> usize {
+    128
+}
+fn default_fill_buffer() -> u64 {
+    128 * 1024 * 1024
+}
+fn default_backend_admin_port() -> u16 {
+    9091
 }
 fn default_backend_connect_timeout() -> u64 {
     1000
@@ -214,6 +244,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "CACHE_COMPRESSION",
                 format!("expected gzip or none, got '{}'", self.cache_compression),
+            ));
+        }
+        if self.backend_max_concurrent_requests == 0 {
+            return Err(ConfigError::invalid(
+                "BACKEND_MAX_CONCURRENT_REQUESTS",
+                "must be at least 1",
             ));
         }
         for (name, value) in [

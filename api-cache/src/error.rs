@@ -15,6 +15,21 @@ pub(crate) enum ProxyError {
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
         match self {
+            Self::Origin(OriginError::Overloaded) => {
+                tracing::warn!("too many requests to the origin under way; refusing one");
+                let mut response = Problem::typed(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "origin-busy",
+                    "Origin busy",
+                )
+                .with_detail("Too many requests are waiting for api-rest; retry shortly.")
+                .into_response();
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+                response
+            }
             Self::Origin(OriginError::Timeout(limit)) => {
                 tracing::warn!(?limit, "origin timed out");
                 Problem::typed(

@@ -14,6 +14,7 @@
 mod cache;
 mod changes;
 pub mod config;
+mod cpu;
 mod error;
 mod headers;
 mod metrics;
@@ -29,12 +30,14 @@ pub use config::Config;
 pub use startup::Application;
 
 /// The Redis key of the entry for `path_and_query` under `prefix`, as every
-/// replica computes it (for operators and tests that look into Redis).
-pub fn redis_key(prefix: &str, path_and_query: &str) -> String {
+/// replica computes it (for operators and tests that look into Redis);
+/// `None` for a target api-cache refuses.
+pub fn redis_key(prefix: &str, path_and_query: &str) -> Option<String> {
     let (path, query) = match path_and_query.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (path_and_query, None),
     };
-    let url = cache::key::UrlKey::of(&cache::key::NormalizedTarget::new(path, query));
-    format!("{prefix}:{}", cache::key::EntryKey::url(url))
+    let target = cache::target::Target::parse(path, query).ok()?;
+    let url = cache::key::UrlKey::of(&target);
+    Some(format!("{prefix}:{}", cache::key::EntryKey::url(url)))
 }

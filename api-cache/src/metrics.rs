@@ -14,7 +14,7 @@ use crate::storage::{Lookup, StoreError};
 
 /// Redis operations, each with its own time and error series.
 const REDIS_OPERATIONS: &[&str] = &[
-    "get", "store", "lock", "pttl", "unlock", "publish", "ping", "smembers", "del", "set",
+    "get", "store", "lock", "pttl", "unlock", "publish", "ping", "zrange", "zscan", "del", "set",
 ];
 
 const BREAKER_STATES: [breaker::State; 3] = [

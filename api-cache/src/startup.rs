@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use service_kit::{Lifecycle, Metrics, RuntimeConfig, lifecycle};
+use service_kit::lifecycle::{self, Site};
+use service_kit::{Lifecycle, Metrics, RuntimeConfig};
 use tokio::net::TcpListener;
 
 use crate::cache::coalesce::Coalescer;
@@ -14,7 +15,7 @@ use crate::changes::{Generation, spawn_follower};
 use crate::config::Config;
 use crate::metrics::CacheMetrics;
 use crate::origin::Origin;
-use crate::routes::{AppState, Context, Front};
+use crate::routes::{self, AppState, Context, Front};
 use crate::storage::local::LocalTier;
 use crate::storage::redis::RedisStore;
 use crate::storage::{SharedStore, Storage, StoreError};
@@ -38,45 +39,51 @@ impl From<StoreError> for StartupError {
     }
 }
 
-/// A bound, not yet serving, api-cache. `API_CACHE_PORT=0` picks a free port.
+/// A bound, not yet serving, api-cache. `API_CACHE_PORT=0` (and
+/// `API_CACHE_ADMIN_PORT=0`) pick free ports.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
+    public: (TcpListener, u16),
+    admin: (TcpListener, u16),
     state: AppState,
     runtime: RuntimeConfig,
 }
 
 impl Application {
     pub async fn build(config: Config, runtime: RuntimeConfig) -> Result<Self, StartupError> {
-        let state = AppState::new(context(&config)?);
+        let state = AppState::new(context(&config, &runtime)?);
         state.storage.start(state.lifecycle.stopped());
         state.registry.spawn_upkeep(state.lifecycle.stopped());
         if !config.backend_changes_path.is_empty() {
             let url = format!(
                 "http://{}:{}{}",
-                config.backend_host, config.backend_port, config.backend_changes_path
+                config.backend_host, config.backend_admin_port, config.backend_changes_path
             );
             spawn_follower(url, state.generation.clone(), state.lifecycle.stopped());
         }
-        let address = SocketAddr::new(runtime.bind_address, config.api_cache_port);
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| StartupError::Bind { address, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { address, source })?
-            .port();
+        let ip = runtime.bind_address;
+        let bind = |port: u16| async move {
+            let address = SocketAddr::new(ip, port);
+            lifecycle::bind(address)
+                .await
+                .map_err(|source| StartupError::Bind { address, source })
+        };
+        let public = bind(config.api_cache_port).await?;
+        let admin = bind(config.api_cache_admin_port).await?;
         Ok(Self {
-            listener,
-            port,
+            public,
+            admin,
             state,
             runtime,
         })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.public.1
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin.1
     }
 
     /// Serves until `shutdown` resolves, then drains.
@@ -85,10 +92,17 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let lifecycle = self.state.lifecycle.clone();
-        let front = Front::new(self.state);
+        let front = Front::new(self.state.clone());
+        let admin = routes::admin(self.state);
         let result = lifecycle::serve(
-            self.listener,
-            move |peer| front.for_peer(peer.ip()),
+            Site {
+                listener: self.public.0,
+                handler_for: move |peer: SocketAddr| front.for_peer(peer.ip()),
+            },
+            Site {
+                listener: self.admin.0,
+                handler_for: move |_peer| admin.clone(),
+            },
             lifecycle,
             &self.runtime,
             shutdown,
@@ -100,16 +114,17 @@ impl Application {
 }
 
 /// What the handlers share, from the configuration.
-fn context(config: &Config) -> Result<Context, StartupError> {
+fn context(config: &Config, runtime: &RuntimeConfig) -> Result<Context, StartupError> {
     let registry = Metrics::new();
     let metrics = CacheMetrics::register(&registry);
     let redis = RedisStore::connect_lazy(config, metrics.clone())?;
-    context_with(config, Arc::new(redis), registry, metrics)
+    context_with(config, runtime, Arc::new(redis), registry, metrics)
 }
 
 /// What the handlers share, over the given shared store.
 pub(crate) fn context_with(
     config: &Config,
+    runtime: &RuntimeConfig,
     shared: Arc<dyn SharedStore>,
     registry: Metrics,
     metrics: CacheMetrics,
@@ -121,6 +136,7 @@ pub(crate) fn context_with(
         storage: Storage::new(local, shared, metrics.clone()),
         origin: Origin::new(config)?,
         flights: Coalescer::new(config.cache_coalesce_max_waiters),
+        pass_flights: Coalescer::new(config.cache_coalesce_max_waiters),
         policy: Policy {
             default_ttl: Duration::from_secs(config.cache_ttl_seconds),
             grace: Duration::from_secs(config.cache_grace_seconds),
@@ -137,5 +153,6 @@ pub(crate) fn context_with(
         metrics,
         registry,
         lifecycle: Lifecycle::new(),
+        request_limits: runtime.request_limits(),
     })
 }

@@ -10,12 +10,22 @@ use service_kit::config::{from_env, non_empty};
 use sqlx::postgres::PgSslMode;
 
 pub const DEFAULT_PORT: u16 = 5000;
+pub const DEFAULT_ADMIN_PORT: u16 = 9091;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     /// `API_REST_PORT`: the port api-rest listens on (api-cache's `BACKEND_PORT`). Default 5000.
     #[serde(default = "default_port")]
     pub api_rest_port: u16,
+    /// `API_REST_ADMIN_PORT`: the port of `/metrics`, `/readyz`, `/healthz` and
+    /// `/changes`, kept off the public one (api-cache's `BACKEND_ADMIN_PORT`).
+    /// Default 9091.
+    #[serde(default = "default_admin_port")]
+    pub api_rest_admin_port: u16,
+    /// `CHANGES_MAX_SUBSCRIBERS`: open `/changes` streams at most (one per
+    /// api-cache replica); more get 503. Default 64.
+    #[serde(default = "default_changes_max_subscribers")]
+    pub changes_max_subscribers: usize,
     /// `POSTGRES_HOST`: the PostgreSQL server. Default `postgres`.
     #[serde(default = "default_postgres_host")]
     pub postgres_host: String,
@@ -69,6 +79,12 @@ pub struct Config {
 
 fn default_port() -> u16 {
     DEFAULT_PORT
+}
+fn default_admin_port() -> u16 {
+    DEFAULT_ADMIN_PORT
+}
+fn default_changes_max_subscribers() -> usize {
+    64
 }
 fn default_postgres_host() -> String {
     "postgres".into()

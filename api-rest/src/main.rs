@@ -7,7 +7,7 @@ use service_kit::{RuntimeConfig, healthcheck, lifecycle, telemetry};
 
 fn main() -> ExitCode {
     if let Some(code) =
-        healthcheck::run_if_requested("API_REST_PORT", api_rest::config::DEFAULT_PORT)
+        healthcheck::run_if_requested("API_REST_ADMIN_PORT", api_rest::config::DEFAULT_ADMIN_PORT)
     {
         return code;
     }

@@ -2,12 +2,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use service_kit::{ConfigError, Lifecycle, Metrics, RuntimeConfig, lifecycle};
+use service_kit::lifecycle::{self, Site};
+use service_kit::{ConfigError, Lifecycle, Metrics, RuntimeConfig};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::routes::{AppState, router};
+use crate::routes::{self, AppState};
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,12 +24,13 @@ pub enum StartupError {
     },
 }
 
-/// A bound, not yet serving, api-rest. `API_REST_PORT=0` picks a free port;
-/// [`Application::port`] tells which.
+/// A bound, not yet serving, api-rest. `API_REST_PORT=0` (and
+/// `API_REST_ADMIN_PORT=0`) pick free ports; [`Application::port`] and
+/// [`Application::admin_port`] tell which.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
+    public: (TcpListener, u16),
+    admin: (TcpListener, u16),
     state: AppState,
     runtime: RuntimeConfig,
 }
@@ -34,14 +38,15 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config, runtime: RuntimeConfig) -> Result<Self, StartupError> {
         let store = Store::connect_lazy(&config)?;
-        let address = SocketAddr::new(runtime.bind_address, config.api_rest_port);
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| StartupError::Bind { address, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { address, source })?
-            .port();
+        let ip = runtime.bind_address;
+        let bind = |port: u16| async move {
+            let address = SocketAddr::new(ip, port);
+            lifecycle::bind(address)
+                .await
+                .map_err(|source| StartupError::Bind { address, source })
+        };
+        let public = bind(config.api_rest_port).await?;
+        let admin = bind(config.api_rest_admin_port).await?;
         let state = AppState {
             store,
             metrics: Metrics::new(),
@@ -50,17 +55,23 @@ impl Application {
             readiness_timeout: config.readiness_timeout(),
             cache_control: config.cache_control().into(),
             versions: crate::changes::DataVersions::default(),
+            changes_subscribers: Arc::new(Semaphore::new(config.changes_max_subscribers)),
+            request_limits: runtime.request_limits(),
         };
         Ok(Self {
-            listener,
-            port,
+            public,
+            admin,
             state,
             runtime,
         })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.public.1
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin.1
     }
 
     /// Serves until `shutdown` resolves, drains, then closes the database pool.
@@ -76,10 +87,19 @@ impl Application {
             self.state.versions.clone(),
             lifecycle.stopped(),
         );
-        let router = router(self.state);
+        let (public, admin) = (
+            routes::public(self.state.clone()),
+            routes::admin(self.state),
+        );
         let result = lifecycle::serve(
-            self.listener,
-            move |_peer| router.clone(),
+            Site {
+                listener: self.public.0,
+                handler_for: move |_peer| public.clone(),
+            },
+            Site {
+                listener: self.admin.0,
+                handler_for: move |_peer| admin.clone(),
+            },
             lifecycle,
             &self.runtime,
             shutdown,

@@ -22,6 +22,8 @@ pub fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 #[derive(Debug)]
 pub struct Running {
     pub port: u16,
+    /// Its admin port: metrics, readiness (and api-rest's change feed).
+    pub admin_port: u16,
     /// api-cache's `CACHE_KEY_PREFIX` (empty for api-rest).
     key_prefix: String,
     stop: Option<oneshot::Sender<()>>,
@@ -30,14 +32,16 @@ pub struct Running {
 }
 
 impl Running {
-    fn new<F>(port: u16, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    fn new<F>(ports: (u16, u16), run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
     where
         F: Future<Output = std::io::Result<()>> + Send + 'static,
     {
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(run(stopped));
+        let (port, admin_port) = ports;
         Self {
             port,
+            admin_port,
             key_prefix: String::new(),
             stop: Some(stop),
             task: Some(task),
@@ -60,6 +64,20 @@ impl Running {
             .expect("request failed")
     }
 
+    /// A URL on the admin port.
+    pub fn admin_url(&self, path_and_query: &str) -> String {
+        format!("http://127.0.0.1:{}{path_and_query}", self.admin_port)
+    }
+
+    /// GET on the admin port.
+    pub async fn admin(&self, path_and_query: &str) -> reqwest::Response {
+        self.http
+            .get(self.admin_url(path_and_query))
+            .send()
+            .await
+            .expect("request failed")
+    }
+
     pub fn client(&self) -> &reqwest::Client {
         &self.http
     }
@@ -71,7 +89,7 @@ impl Running {
     /// machine a HIT would otherwise turn into a MISS mid-test.
     pub async fn wait_for_change_feed(&self) {
         let heard = crate::eventually(std::time::Duration::from_secs(10), || async {
-            let ready: Option<serde_json::Value> = self.get("/readyz").await.json().await.ok();
+            let ready: Option<serde_json::Value> = self.admin("/readyz").await.json().await.ok();
             ready.and_then(|r| r["data_version"].as_u64()).unwrap_or(0) >= 1
         })
         .await;
@@ -85,7 +103,7 @@ impl Running {
 
     /// The service's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.get("/metrics")
+        self.admin("/metrics")
             .await
             .text()
             .await
@@ -128,13 +146,14 @@ pub async fn spawn_rest(env: Vec<(String, String)>) -> TestRest {
     crate::init_test_logs();
     let mut env = env;
     env.push(("API_REST_PORT".into(), "0".into()));
+    env.push(("API_REST_ADMIN_PORT".into(), "0".into()));
     let config = from_vars::<api_rest::Config, _>(dedup(env))
         .and_then(api_rest::Config::validate)
         .expect("api-rest configuration");
     let app = api_rest::Application::build(config, RuntimeConfig::for_tests())
         .await
         .expect("api-rest failed to start");
-    Running::new(app.port(), |stopped| {
+    Running::new((app.port(), app.admin_port()), |stopped| {
         app.run_until_stopped(async {
             let _ = stopped.await;
         })
@@ -151,7 +170,15 @@ pub fn unique_prefix() -> String {
     )
 }
 
-/// The variables api-cache needs to reach Redis on `redis_port` and api-rest on `backend_port`.
+/// The variables api-cache needs to reach `rest` (its change feed too) and
+/// Redis on `redis_port`.
+pub fn cache_env_for(redis_port: u16, rest: &TestRest) -> Vec<(String, String)> {
+    let mut env = cache_env(redis_port, rest.port);
+    env.push(("BACKEND_ADMIN_PORT".into(), rest.admin_port.to_string()));
+    env
+}
+
+/// The variables api-cache needs to reach Redis on `redis_port` and an origin on `backend_port`.
 ///
 /// The Redis timeout is raised from its 50 ms default: dozens of apps share two
 /// cores and one Redis during a test run, and a timed-out lock or write would turn
@@ -173,6 +200,7 @@ pub async fn spawn_cache(env: Vec<(String, String)>) -> TestCache {
     crate::init_test_logs();
     let mut env = env;
     env.push(("API_CACHE_PORT".into(), "0".into()));
+    env.push(("API_CACHE_ADMIN_PORT".into(), "0".into()));
     let config = from_vars::<api_cache::Config, _>(dedup(env))
         .and_then(api_cache::Config::validate)
         .expect("api-cache configuration");
@@ -180,7 +208,7 @@ pub async fn spawn_cache(env: Vec<(String, String)>) -> TestCache {
     let app = api_cache::Application::build(config, RuntimeConfig::for_tests())
         .await
         .expect("api-cache failed to start");
-    let mut running = Running::new(app.port(), |stopped| {
+    let mut running = Running::new((app.port(), app.admin_port()), |stopped| {
         app.run_until_stopped(async {
             let _ = stopped.await;
         })
@@ -219,7 +247,7 @@ impl Stack {
         let mut rest_env = db.rest_env();
         rest_env.extend(vars(rest_vars));
         let rest = spawn_rest(rest_env).await;
-        let mut env = cache_env(crate::RedisServer::shared().port(), rest.port);
+        let mut env = cache_env_for(crate::RedisServer::shared().port(), &rest);
         env.extend(vars(cache_vars));
         let follows_feed = !cache_vars
             .iter()

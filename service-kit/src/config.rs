@@ -6,6 +6,7 @@
 //! (enums, cross-field rules) is checked afterwards with [`ConfigError::invalid`].
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -68,6 +69,32 @@ pub struct RuntimeConfig {
     /// server stops accepting. Default 20.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout_seconds: u64,
+    /// `HTTP_HEADER_READ_TIMEOUT_SECONDS`: how long a client may take to send a
+    /// request's head (request line and headers), from its first byte, or from
+    /// the connection's start for the first request. Past it the connection is
+    /// closed. Default 10.
+    #[serde(default = "default_header_read_timeout")]
+    pub http_header_read_timeout_seconds: u64,
+    /// `HTTP_IDLE_TIMEOUT_SECONDS`: how long a kept-alive connection may wait
+    /// for its next request. Default 60.
+    #[serde(default = "default_idle_timeout")]
+    pub http_idle_timeout_seconds: u64,
+    /// `HTTP_REQUEST_TIMEOUT_SECONDS`: the longest a request may take to get its
+    /// response head (a streamed body may go on after it); past it, 503. Default 30.
+    #[serde(default = "default_request_timeout")]
+    pub http_request_timeout_seconds: u64,
+    /// `HTTP_MAX_CONNECTIONS`: open connections at most; further ones wait to be
+    /// accepted. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub http_max_connections: usize,
+    /// `HTTP_MAX_URI_BYTES`: the longest request target (path and query); longer
+    /// is 414. Default 8192.
+    #[serde(default = "default_max_uri_bytes")]
+    pub http_max_uri_bytes: usize,
+    /// `HTTP_MAX_HEADER_BYTES`: the most bytes of header names and values a
+    /// request may carry; more is 431. Default 16384.
+    #[serde(default = "default_max_header_bytes")]
+    pub http_max_header_bytes: usize,
 }
 
 fn default_bind_address() -> IpAddr {
@@ -78,6 +105,24 @@ fn default_log_format() -> String {
 }
 fn default_shutdown_timeout() -> u64 {
     20
+}
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_uri_bytes() -> usize {
+    8192
+}
+fn default_max_header_bytes() -> usize {
+    16_384
 }
 
 impl RuntimeConfig {
@@ -94,7 +139,53 @@ impl RuntimeConfig {
                 format!("expected json or pretty, got '{}'", self.log_format),
             ));
         }
+        for (name, value) in [
+            (
+                "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+                self.http_header_read_timeout_seconds,
+            ),
+            ("HTTP_IDLE_TIMEOUT_SECONDS", self.http_idle_timeout_seconds),
+            (
+                "HTTP_REQUEST_TIMEOUT_SECONDS",
+                self.http_request_timeout_seconds,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(name, "must be at least 1"));
+            }
+        }
+        for (name, value, least) in [
+            ("HTTP_MAX_CONNECTIONS", self.http_max_connections, 1),
+            ("HTTP_MAX_URI_BYTES", self.http_max_uri_bytes, 256),
+            ("HTTP_MAX_HEADER_BYTES", self.http_max_header_bytes, 1024),
+        ] {
+            if value < least {
+                return Err(ConfigError::invalid(
+                    name,
+                    format!("must be at least {least}"),
+                ));
+            }
+        }
         Ok(self)
+    }
+
+    /// The limits the server loop applies to connections.
+    pub fn connection_limits(&self) -> crate::server::ConnectionLimits {
+        crate::server::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(self.http_header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.http_idle_timeout_seconds),
+            max_connections: self.http_max_connections,
+            max_head_bytes: self.http_max_uri_bytes + self.http_max_header_bytes,
+        }
+    }
+
+    /// The limits every request is held to.
+    pub fn request_limits(&self) -> crate::telemetry::RequestLimits {
+        crate::telemetry::RequestLimits {
+            timeout: Duration::from_secs(self.http_request_timeout_seconds),
+            max_uri_bytes: self.http_max_uri_bytes,
+            max_header_bytes: self.http_max_header_bytes,
+        }
     }
 
     /// Defaults for tests and embedding: loopback only, pretty logs, no drain.
@@ -104,6 +195,12 @@ impl RuntimeConfig {
             log_format: "pretty".to_owned(),
             shutdown_drain_seconds: 0,
             shutdown_timeout_seconds: 5,
+            http_header_read_timeout_seconds: default_header_read_timeout(),
+            http_idle_timeout_seconds: default_idle_timeout(),
+            http_request_timeout_seconds: default_request_timeout(),
+            http_max_connections: default_max_connections(),
+            http_max_uri_bytes: default_max_uri_bytes(),
+            http_max_header_bytes: default_max_header_bytes(),
         }
     }
 }
@@ -225,7 +322,13 @@ mod names_tests {
                 "BIND_ADDRESS",
                 "LOG_FORMAT",
                 "SHUTDOWN_DRAIN_SECONDS",
-                "SHUTDOWN_TIMEOUT_SECONDS"
+                "SHUTDOWN_TIMEOUT_SECONDS",
+                "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+                "HTTP_IDLE_TIMEOUT_SECONDS",
+                "HTTP_REQUEST_TIMEOUT_SECONDS",
+                "HTTP_MAX_CONNECTIONS",
+                "HTTP_MAX_URI_BYTES",
+                "HTTP_MAX_HEADER_BYTES"
             ]
         );
     }

@@ -98,12 +98,26 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains and stops as
-/// described in the module documentation. `handler_for` makes the handler of
-/// each connection (see `server`).
-pub async fn serve<R: Respond>(
-    listener: TcpListener,
-    handler_for: impl Fn(SocketAddr) -> R,
+/// Listens on `address`; port 0 picks a free one. Returns the port too.
+pub async fn bind(address: SocketAddr) -> io::Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind(address).await?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
+/// A listening socket and what answers its connections.
+#[derive(Debug)]
+pub struct Site<F> {
+    pub listener: TcpListener,
+    /// Makes the handler of each connection, for its peer (see `server`).
+    pub handler_for: F,
+}
+
+/// Serves the public site and the admin site until `shutdown` resolves, then
+/// drains and stops both as described in the module documentation.
+pub async fn serve<P: Respond, A: Respond>(
+    public: Site<impl Fn(SocketAddr) -> P>,
+    admin: Site<impl Fn(SocketAddr) -> A>,
     lifecycle: Lifecycle,
     runtime: &RuntimeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -128,13 +142,25 @@ pub async fn serve<R: Respond>(
         }
     };
 
-    let server = crate::server::serve(listener, handler_for, graceful);
+    let limits = runtime.connection_limits();
+    let stopped = stopping.clone();
+    let servers = async {
+        tokio::join!(
+            crate::server::serve(public.listener, public.handler_for, limits, graceful),
+            crate::server::serve(
+                admin.listener,
+                admin.handler_for,
+                limits,
+                stopped.cancelled()
+            ),
+        )
+    };
     let deadline = async {
         stopping.cancelled().await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        () = server => {}
+        _ = servers => {}
         () = deadline => {
             tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time; closing them");
         }

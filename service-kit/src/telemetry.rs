@@ -6,10 +6,12 @@
 //! stdout cannot keep up, lines are dropped and counted
 //! (`log_lines_dropped_total`) rather than queued without bound.
 //!
-//! [`track_requests`] is the one middleware that gives every request its id,
-//! records its metrics and writes its access line, so all three agree. It is
-//! on every request's path, so it registers each series once and writes the
-//! JSON access line itself (see [`access`]).
+//! [`RequestTelemetry::track`] (and [`track_requests`], the same as an axum
+//! middleware) is the one place every request goes through: it gives the
+//! request its id, holds it to the [`RequestLimits`], records its metrics and
+//! writes its access line, so all of them agree. It is on every request's
+//! path, so it registers each series once and writes the JSON access line
+//! itself (see `access`).
 
 mod access;
 mod span_fields;
@@ -17,13 +19,15 @@ mod writer;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
-use http::Method;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode};
 use metrics::{Counter, Gauge, Histogram};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
@@ -128,6 +132,81 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// What every request is held to, before and while it is handled.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// The longest a handler may take to produce the response head: 503.
+    pub timeout: Duration,
+    /// The longest path and query: 414.
+    pub max_uri_bytes: usize,
+    /// The most bytes of header names and values: 431.
+    pub max_header_bytes: usize,
+}
+
+impl RequestLimits {
+    /// The problem for a request over a size limit, if it is.
+    fn refuse(&self, request: &Request) -> Option<Response> {
+        let uri = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if uri > self.max_uri_bytes {
+            let detail = format!(
+                "The request target is {uri} bytes long; at most {} are accepted.",
+                self.max_uri_bytes
+            );
+            return Some(refusal(
+                StatusCode::URI_TOO_LONG,
+                "uri-too-long",
+                "URI too long",
+                detail,
+            ));
+        }
+        let headers: usize = request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if headers > self.max_header_bytes {
+            let detail = format!(
+                "The request's headers take {headers} bytes; at most {} are accepted.",
+                self.max_header_bytes
+            );
+            return Some(refusal(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+                "Request header fields too large",
+                detail,
+            ));
+        }
+        None
+    }
+
+    /// The problem for a handler that took too long.
+    fn timed_out(&self) -> Response {
+        let detail = format!(
+            "The request could not be answered within {} s; retry shortly.",
+            self.timeout.as_secs()
+        );
+        let mut response = refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request-timeout",
+            "Request timed out",
+            detail,
+        );
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    }
+}
+
+fn refusal(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
+    crate::Problem::typed(status, slug, title)
+        .with_detail(detail)
+        .into_response()
+}
+
 /// The request series of one app, registered on first use and then reused:
 /// recording a request looks its handles up without building a label.
 /// Cheap to clone.
@@ -136,6 +215,7 @@ pub struct RequestTelemetry(Arc<Registered>);
 
 struct Registered {
     registry: Metrics,
+    limits: RequestLimits,
     routes: RwLock<HashMap<String, Arc<RouteSeries>>>,
 }
 
@@ -159,10 +239,11 @@ impl std::fmt::Debug for RequestTelemetry {
 }
 
 impl RequestTelemetry {
-    pub fn new(registry: &Metrics) -> Self {
+    pub fn new(registry: &Metrics, limits: RequestLimits) -> Self {
         describe_http_metrics(registry);
         Self(Arc::new(Registered {
             registry: registry.clone(),
+            limits,
             routes: RwLock::default(),
         }))
     }
@@ -252,9 +333,9 @@ pub async fn track_requests(
 
 impl RequestTelemetry {
     /// Runs `handle` for the request with the request id (kept or made,
-    /// passed on, returned), request count, latency and in-flight metrics
-    /// labelled by `route`, and one access log line. Everything the request
-    /// logs carries its id.
+    /// passed on, returned), the [`RequestLimits`], request count, latency
+    /// and in-flight metrics labelled by `route`, and one access log line.
+    /// Everything the request logs carries its id.
     pub async fn track<F, Fut>(&self, route: &str, mut request: Request, handle: F) -> Response
     where
         F: FnOnce(Request) -> Fut,
@@ -267,8 +348,21 @@ impl RequestTelemetry {
         let uri = request.uri().clone();
 
         let in_flight = InFlight::enter(route.in_flight.clone());
-        let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
-        let mut response = handle(request).instrument(span).await;
+        let limits = self.0.limits;
+        let mut response = match limits.refuse(&request) {
+            Some(refused) => refused,
+            None => {
+                let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
+                let deadline = tokio::time::Instant::from_std(start) + limits.timeout;
+                let handled = Before {
+                    handled: handle(request).instrument(span),
+                    deadline,
+                    timer: None,
+                };
+                let handled = handled.await;
+                handled.unwrap_or_else(|| limits.timed_out())
+            }
+        };
         drop(in_flight);
 
         let elapsed = start.elapsed();
@@ -290,6 +384,34 @@ impl RequestTelemetry {
         access::log(&record, JSON_WRITER.get());
         response.headers_mut().insert(request_id::HEADER, id);
         response
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// What `handled` gives, unless `deadline` passes first. Most answers
+    /// (cache hits) are ready at the first poll, and then no timer is armed
+    /// at all.
+    struct Before<F> {
+        #[pin]
+        handled: F,
+        deadline: tokio::time::Instant,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for Before<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.handled.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let deadline = *this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().poll(cx).map(|()| None)
     }
 }
 

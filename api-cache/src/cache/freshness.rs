@@ -59,7 +59,9 @@ impl Timing {
             .response_time
             .duration_since(self.request_time)
             .unwrap_or(Duration::ZERO);
-        let corrected_age_value = Duration::from_secs(self.age_value) + response_delay;
+        // Saturating: an origin may send `Age: 18446744073709551615`.
+        let corrected_age_value =
+            Duration::from_secs(self.age_value).saturating_add(response_delay);
         apparent_age.max(corrected_age_value)
     }
 
@@ -68,7 +70,7 @@ impl Timing {
         let resident_time = now
             .duration_since(self.response_time)
             .unwrap_or(Duration::ZERO);
-        self.corrected_initial_age() + resident_time
+        self.corrected_initial_age().saturating_add(resident_time)
     }
 }
 
@@ -216,7 +218,9 @@ mod epoch_millis {
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        Ok(UNIX_EPOCH + Duration::from_millis(u64::deserialize(d)?))
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(u64::deserialize(d)?))
+            .ok_or_else(|| serde::de::Error::custom("a time out of range"))
     }
 }
 
@@ -238,7 +242,13 @@ mod opt_epoch_millis {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<SystemTime>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))
+        Option::<u64>::deserialize(d)?
+            .map(|ms| {
+                UNIX_EPOCH
+                    .checked_add(Duration::from_millis(ms))
+                    .ok_or_else(|| serde::de::Error::custom("a time out of range"))
+            })
+            .transpose()
     }
 }
 
@@ -278,6 +288,34 @@ mod tests {
             ..timing
         };
         assert_eq!(old.corrected_initial_age(), Duration::from_secs(102));
+    }
+
+    #[test]
+    fn absurd_ages_and_lifetimes_saturate_instead_of_overflowing() {
+        let headers = header_map(&[("age", "18446744073709551615")]);
+        let timing = Timing::from_response(at(0), at(5), &headers);
+        assert_eq!(timing.age_value, u64::MAX);
+        assert!(timing.current_age(at(10)) >= Duration::from_secs(u64::MAX / 2));
+        let lifetime = freshness_lifetime(
+            200,
+            &CacheControl::parse("max-age=9999999999999999999"),
+            &HeaderMap::new(),
+            &timing,
+            Duration::ZERO,
+        );
+        assert_eq!(
+            lifetime,
+            Lifetime::Explicit(Duration::from_secs(9_999_999_999_999_999_999))
+        );
+        assert!(matches!(
+            reuse(
+                lifetime.duration(),
+                timing.current_age(at(10)),
+                &CacheControl::default(),
+                &CacheControl::default()
+            ),
+            Reuse::Revalidate
+        ));
     }
 
     #[test]

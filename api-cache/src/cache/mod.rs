@@ -1,5 +1,5 @@
 //! The cache's logic, kept apart from I/O so it can be tested without a network
-//! or a clock: which key a request maps to ([`key`]), what to do with it
+//! or a clock: the request's normal form ([`target`]) and key ([`key`]), what to do with it
 //! ([`plan`]), what may be stored and for how long ([`policy`], [`freshness`]),
 //! how a response is kept ([`stored`]) and served ([`entry`]), and how
 //! concurrent misses share one origin request ([`coalesce`]).
@@ -16,4 +16,5 @@ pub(crate) mod policy;
 pub(crate) mod revalidate;
 pub(crate) mod status;
 pub(crate) mod stored;
+pub(crate) mod target;
 pub(crate) mod vary;

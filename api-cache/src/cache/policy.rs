@@ -46,6 +46,8 @@ pub(crate) enum NotStored {
     NoFreshness,
     /// Another request for the same response is storing it.
     Concurrent,
+    /// Passed through as it streamed: the fill buffer budget was spent.
+    BufferBudget,
 }
 
 impl NotStored {
@@ -64,6 +66,7 @@ impl NotStored {
             Self::Encoding => "encoding",
             Self::NoFreshness => "no-freshness",
             Self::Concurrent => "concurrent-fetch",
+            Self::BufferBudget => "buffer-budget",
         }
     }
 }
@@ -148,7 +151,7 @@ impl Policy {
             _ if lifetime.duration().is_zero() && (!has_validators || stale_use.is_zero()) => {
                 return Err(NotStored::NoFreshness);
             }
-            _ => lifetime.duration() + stale_use,
+            _ => lifetime.duration().saturating_add(stale_use),
         };
         Ok(Storable {
             lifetime,

@@ -213,6 +213,17 @@ mod tests {
     }
 
     #[test]
+    fn stored_times_far_off_are_read_without_a_panic() {
+        let mut far = sample();
+        far.timing.response_time = UNIX_EPOCH + Duration::from_millis(u64::MAX);
+        far.timing.request_time = far.timing.response_time;
+        let Ok(StoredValue::Entry(read)) = StoredValue::decode(&Bytes::from(far.encode())) else {
+            panic!("not read back");
+        };
+        assert_eq!(read.timing.current_age(UNIX_EPOCH), Duration::ZERO);
+    }
+
+    #[test]
     fn a_foreign_or_cut_value_is_an_error_not_a_panic() {
         assert_eq!(
             StoredValue::decode(&Bytes::from_static(b"{\"x\":1}")),

@@ -101,7 +101,7 @@ pub(crate) fn selects(values: &[(String, Option<String>)], request: &HeaderMap) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::key::NormalizedTarget;
+    use crate::cache::target::Target;
     use crate::test_support::header_map;
 
     #[test]
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn variants_differ_by_value_and_by_absence() {
-        let url = UrlKey::of(&NormalizedTarget::new("/x", None));
+        let url = UrlKey::of(&Target::parse("/x", None).unwrap());
         let names = vec!["accept-language".to_owned()];
         let key = |h: &HeaderMap| variant_key(url, &request_values(&names, h));
         let fr = key(&header_map(&[("accept-language", "fr")]));

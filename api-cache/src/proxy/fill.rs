@@ -20,7 +20,7 @@ use crate::cache::directives::CacheControl;
 use crate::cache::encoding::{Encoding, MIN_COMPRESS_BYTES, gunzip, gzip, is_compressible};
 use crate::cache::entry::Entry;
 use crate::cache::freshness::Timing;
-use crate::cache::key::{EntryKey, path_prefixes};
+use crate::cache::key::EntryKey;
 use crate::cache::plan::{Holding, Plan, Storing, decide, remaining_ttl};
 use crate::cache::policy::NotStored;
 use crate::cache::revalidate::{conditional_headers, refreshed};
@@ -30,7 +30,7 @@ use crate::cache::vary::{Vary, request_values, selects};
 use crate::headers::{Forwarding, end_to_end, to_origin};
 use crate::origin::{OriginBody, OriginError, OriginResponse};
 use crate::routes::AppState;
-use crate::storage::{Event, FillLock, Lookup, Tag, Write, variant_key_of};
+use crate::storage::{Event, FillLock, Lookup, Tag, Write, tags_of, variant_key_of};
 
 /// Bodies larger than this are compressed on a blocking thread.
 const COMPRESS_INLINE_BYTES: usize = 64 * 1024;
@@ -98,6 +98,9 @@ pub(crate) enum Stored {
     Unavailable,
 }
 
+/// Flights in progress in this process, by entry.
+pub(crate) type Flights = crate::cache::coalesce::Coalescer<EntryKey, Shared>;
+
 /// What a leader hands to the requests that waited for it.
 #[derive(Debug, Clone)]
 pub(crate) enum Shared {
@@ -110,9 +113,28 @@ pub(crate) enum Shared {
 
 /// A fill or revalidation, once for every concurrent request for the entry.
 pub(super) async fn fill(state: &AppState, trip: Trip<'_>) -> Result<Fetch, OriginError> {
-    match state.flights.join(trip.flight) {
+    together(&state.flights, state, trip, lead(state, trip)).await
+}
+
+/// A pass that may not be stored (the request said `no-store`), once for
+/// every concurrent such request for the entry: a flood of them reaches the
+/// origin once at a time, not once each.
+pub(super) async fn pass_together(state: &AppState, trip: Trip<'_>) -> Result<Fetch, OriginError> {
+    let alone = fetch(state, trip, Storing::Never, None);
+    together(&state.pass_flights, state, trip, alone).await
+}
+
+/// The first request for the flight runs `leading` and hands its result to
+/// the others, which wait for it.
+async fn together(
+    flights: &Arc<Flights>,
+    state: &AppState,
+    trip: Trip<'_>,
+    leading: impl Future<Output = Result<Fetch, OriginError>>,
+) -> Result<Fetch, OriginError> {
+    match flights.join(trip.flight) {
         Role::Leader(leader) => {
-            let result = lead(state, trip).await;
+            let result = leading.await;
             leader.complete(match &result {
                 Ok(Fetch::Entry(fetched)) => Shared::Fetched(fetched.clone()),
                 Ok(Fetch::Stream(_)) => Shared::Nothing,
@@ -124,15 +146,7 @@ pub(super) async fn fill(state: &AppState, trip: Trip<'_>) -> Result<Fetch, Orig
             Waited::Done(Shared::Fetched(fetched))
                 if selects(&fetched.entry.stored().vary, &trip.request.headers) =>
             {
-                let source = match fetched.source {
-                    Source::Store => Source::Store,
-                    Source::Origin | Source::Collapsed => Source::Collapsed,
-                };
-                Ok(Fetch::Entry(Arc::new(Fetched {
-                    source,
-                    entry: fetched.entry.clone(),
-                    ..*fetched
-                })))
+                Ok(Fetch::Entry(Arc::new(waited_for(&fetched))))
             }
             Waited::Done(Shared::Failed(error)) => Err(error),
             // Waited too long, the leader gave up, or its answer is not for
@@ -140,6 +154,19 @@ pub(super) async fn fill(state: &AppState, trip: Trip<'_>) -> Result<Fetch, Orig
             _ => alone(state, trip, Storing::Never).await,
         },
         Role::Overflow => alone(state, trip, Storing::Never).await,
+    }
+}
+
+/// The leader's answer, as a request that waited for it sees it.
+fn waited_for(fetched: &Fetched) -> Fetched {
+    let source = match fetched.source {
+        Source::Store => Source::Store,
+        Source::Origin | Source::Collapsed => Source::Collapsed,
+    };
+    Fetched {
+        source,
+        entry: fetched.entry.clone(),
+        ..*fetched
     }
 }
 
@@ -323,7 +350,7 @@ async fn fetch(
         (StatusCode::NOT_MODIFIED, Some(stored), _) => {
             Some(revalidated(state, stored, &response, generation))
         }
-        (_, _, OriginBody::Complete(body)) => {
+        (_, _, OriginBody::Complete(body, _budget)) => {
             new_entry(state, request, &response, body.clone(), generation).await
         }
         _ => None,
@@ -410,7 +437,12 @@ async fn new_entry(
     let origin_encoding = Encoding::from_response(&response.headers)?;
     let identity = match origin_encoding {
         Encoding::Identity => body.clone(),
-        Encoding::Gzip => gunzip(&body, state.policy.max_body_bytes).ok()?,
+        Encoding::Gzip => {
+            let (packed, limit) = (body.clone(), state.policy.max_body_bytes);
+            crate::cpu::run(move || gunzip(&packed, limit))
+                .await?
+                .ok()?
+        }
     };
     let headers: Vec<(String, String)> = end_to_end(&response.headers)
         .into_iter()
@@ -457,7 +489,7 @@ async fn compressed(body: Bytes) -> Option<Bytes> {
     if body.len() <= COMPRESS_INLINE_BYTES {
         return Some(gzip(&body));
     }
-    tokio::task::spawn_blocking(move || gzip(&body)).await.ok()
+    crate::cpu::run(move || gzip(&body)).await
 }
 
 /// Applies the storage policy and stores the entry (locally now, in the shared
@@ -521,16 +553,10 @@ async fn persist(
     (entry, stored)
 }
 
-/// The purge tags of an entry: every path prefix of its URL, and the
-/// surrogate keys its response carried.
+/// The purge tags of an entry (see `storage::tags_of`).
 fn tags(request: &ReadRequest, entry: &Entry) -> Vec<Tag> {
-    let path = request.target.as_str().split('?').next().unwrap_or("/");
-    let mut tags: Vec<Tag> = path_prefixes(path).into_iter().map(Tag::Path).collect();
-    if let Some(keys) = entry.stored().header("surrogate-key") {
-        tags.extend(
-            keys.split_whitespace()
-                .map(|k| Tag::SurrogateKey(k.to_owned())),
-        );
-    }
-    tags
+    tags_of(
+        request.target.path(),
+        entry.stored().header("surrogate-key"),
+    )
 }

@@ -20,10 +20,10 @@ use super::request::ReadRequest;
 use super::respond;
 use crate::cache::entry::Entry;
 use crate::cache::key::EntryKey;
-use crate::cache::plan::{Holding, Plan, decide, remaining_ttl, stale_if_error};
+use crate::cache::plan::{Holding, Plan, Storing, decide, remaining_ttl, stale_if_error};
 use crate::cache::policy::NotStored;
 use crate::cache::status::{CacheStatus, Forward, Outcome};
-use crate::origin::OriginError;
+use crate::origin::{OriginBody, OriginError, Unbuffered};
 use crate::routes::AppState;
 use crate::storage::{Lookup, variant_key_of};
 
@@ -168,8 +168,21 @@ async fn act(
             let status = CacheStatus::hit(ttl).detail("stale-while-revalidate");
             hit(state, entry, request, status, Outcome::Stale, now)
         }
+        // With no stored entry to fall back on: it may be another client's.
+        (
+            Plan::Pass {
+                forward,
+                storing: Storing::Never,
+            },
+            _,
+        ) => {
+            let trip = Trip {
+                stored: None,
+                ..trip(forward)
+            };
+            answer(state, trip, fill::pass_together(state, trip).await)
+        }
         (Plan::Pass { forward, storing }, _) => {
-            // With no stored entry to fall back on: it may be another client's.
             let trip = Trip {
                 stored: None,
                 ..trip(forward)
@@ -231,9 +244,16 @@ fn answer(state: &AppState, trip: Trip<'_>, result: Result<Fetch, OriginError>) 
                 Outcome::Miss
             };
             state.metrics.outcome(outcome);
+            let why = match &response.body {
+                OriginBody::Streaming {
+                    why: Unbuffered::BudgetSpent,
+                    ..
+                } => NotStored::BufferBudget,
+                _ => NotStored::TooLarge,
+            };
             let status = CacheStatus {
                 forward_status: Some(response.status.as_u16()),
-                detail: Some(NotStored::TooLarge.detail()),
+                detail: Some(why.detail()),
                 ..CacheStatus::forward(trip.forward)
             };
             respond::stream(*response, trip.request.head, &status, outcome)
@@ -298,6 +318,7 @@ fn stale_instead(state: &AppState, trip: Trip<'_>, origin_status: u16) -> Option
 fn origin_failed(state: &AppState, trip: Trip<'_>, error: OriginError) -> Response {
     let (code, detail) = match error {
         OriginError::Timeout(_) => (504, "origin-timeout"),
+        OriginError::Overloaded => (503, "origin-busy"),
         _ => (502, "origin-unreachable"),
     };
     if let Some(response) = stale_instead(state, trip, code) {

@@ -8,12 +8,13 @@ use http::{HeaderMap, Method, header};
 
 use crate::cache::directives::CacheControl;
 use crate::cache::encoding::accepts_gzip;
-use crate::cache::key::{NormalizedTarget, UrlKey};
+use crate::cache::key::UrlKey;
 use crate::cache::policy::RequestFacts;
+use crate::cache::target::Target;
 
 #[derive(Debug, Clone)]
 pub(super) struct ReadRequest {
-    pub(super) target: NormalizedTarget,
+    pub(super) target: Target,
     pub(super) url: UrlKey,
     pub(super) headers: HeaderMap,
     /// Its `Cache-Control`, and whether it carries `Authorization` or `Cookie`.
@@ -25,8 +26,7 @@ pub(super) struct ReadRequest {
 }
 
 impl ReadRequest {
-    pub(super) fn new(parts: Parts, peer: IpAddr) -> Self {
-        let target = NormalizedTarget::new(parts.uri.path(), parts.uri.query());
+    pub(super) fn new(parts: Parts, target: Target, peer: IpAddr) -> Self {
         let headers = parts.headers;
         Self {
             url: UrlKey::of(&target),

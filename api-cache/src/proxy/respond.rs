@@ -16,9 +16,11 @@ use service_kit::conditional::is_not_modified;
 use super::request::ReadRequest;
 use crate::cache::entry::{Entry, set_cache_headers};
 use crate::cache::status::{CACHE_STATUS, CacheStatus, Outcome, X_CACHE};
+use crate::cache::target::TargetError;
 use crate::error::ProxyError;
 use crate::headers::{VIA, end_to_end};
 use crate::origin::{OriginError, OriginResponse};
+use crate::routes::AppState;
 
 /// Answers from an entry.
 pub(super) fn entry(
@@ -98,6 +100,23 @@ pub(super) fn passed(
     }
     let body = Body::from_stream(response.bytes_stream());
     with_cache_headers(with_parts(code, headers, body), status, outcome)
+}
+
+/// 400 for a target that cannot be normalized (see `cache::target`).
+pub(super) fn invalid_target(state: &AppState, error: &TargetError) -> Response {
+    state.metrics.outcome(Outcome::Bypass);
+    let response = Problem::typed(
+        StatusCode::BAD_REQUEST,
+        "invalid-target",
+        "Invalid request target",
+    )
+    .with_detail(error.to_string())
+    .into_response();
+    with_cache_headers(
+        response,
+        &CacheStatus::default().detail("invalid-target"),
+        Outcome::Bypass,
+    )
 }
 
 /// A problem answered by the cache itself.

@@ -66,16 +66,29 @@ impl Drop for Origin {
 }
 
 fn state(origin: &Origin, store: Arc<MemoryStore>) -> AppState {
-    let port = origin.port.to_string();
-    let config = from_vars::<Config, _>([
+    state_with(origin, store, &[])
+}
+
+/// The state with these variables set as well.
+fn state_with(origin: &Origin, store: Arc<MemoryStore>, settings: &[(&str, &str)]) -> AppState {
+    let mut vars = vec![
         ("BACKEND_HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("BACKEND_PORT".to_owned(), port),
-    ])
-    .and_then(Config::validate)
-    .unwrap();
+        ("BACKEND_PORT".to_owned(), origin.port.to_string()),
+    ];
+    vars.extend(
+        settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let config = from_vars::<Config, _>(vars)
+        .and_then(Config::validate)
+        .unwrap();
     let registry = Metrics::new();
     let metrics = CacheMetrics::register(&registry);
-    AppState::new(crate::startup::context_with(&config, store, registry, metrics).unwrap())
+    let runtime = service_kit::RuntimeConfig::for_tests();
+    AppState::new(
+        crate::startup::context_with(&config, &runtime, store, registry, metrics).unwrap(),
+    )
 }
 
 fn get(path: &str) -> Request {
@@ -88,6 +101,18 @@ async fn answer(state: &AppState, path: &str) -> Response {
 
 fn x_cache(response: &Response) -> &str {
     response.headers()["x-cache"].to_str().unwrap()
+}
+
+fn cache_status(response: &Response) -> &str {
+    response.headers()["cache-status"].to_str().unwrap()
+}
+
+fn with_header(path: &str, name: &str, value: &str) -> Request {
+    Request::builder()
+        .uri(path)
+        .header(name, value)
+        .body(Body::empty())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -123,7 +148,7 @@ async fn a_request_dropped_mid_fill_leaves_no_lock_and_no_flight() {
         async move { answer(&state, "/slow").await }
     });
     let flight = crate::cache::key::EntryKey::url(crate::cache::key::UrlKey::of(
-        &crate::cache::key::NormalizedTarget::new("/slow", None),
+        &crate::cache::target::Target::parse("/slow", None).unwrap(),
     ));
     assert!(
         crate::test_support::eventually(|| store.is_locked(flight)).await,
@@ -178,4 +203,70 @@ fn the_hit_path_future_is_small() {
         eprintln!("{} bytes", size(&future));
         assert!(size(&future) <= 2048, "{} bytes", size(&future));
     });
+}
+
+#[tokio::test]
+async fn requests_that_forbid_storing_still_share_one_origin_request() {
+    let origin = Origin::start("[1]", Duration::from_millis(200)).await;
+    let state = state(&origin, Arc::new(MemoryStore::default()));
+    let peer = IpAddr::from([127, 0, 0, 1]);
+    let no_store = (0..50).map(|_| {
+        let request = with_header("/busy", "cache-control", "no-store");
+        super::proxy(state.clone(), peer, request)
+    });
+    let answers = futures_util::future::join_all(no_store).await;
+    assert!(answers.iter().all(|a| a.status() == 200));
+    assert_eq!(
+        origin.requests(),
+        1,
+        "a flood of no-store requests is one query"
+    );
+}
+
+#[tokio::test]
+async fn past_the_origin_limit_a_request_gets_a_503_with_retry_after_not_a_queue() {
+    let origin = Origin::start("[1]", Duration::from_millis(500)).await;
+    let store = Arc::new(MemoryStore::default());
+    let state = state_with(&origin, store, &[("BACKEND_MAX_CONCURRENT_REQUESTS", "1")]);
+    let first = tokio::spawn({
+        let state = state.clone();
+        async move { answer(&state, "/first").await }
+    });
+    assert!(crate::test_support::eventually(|| origin.requests() == 1).await);
+    let refused = answer(&state, "/second").await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(
+        cache_status(&refused).ends_with("detail=origin-busy"),
+        "{}",
+        cache_status(&refused)
+    );
+    assert_eq!(first.await.unwrap().status(), 200);
+    assert_eq!(
+        answer(&state, "/second").await.status(),
+        200,
+        "a slot is free again"
+    );
+}
+
+#[tokio::test]
+async fn spellings_of_one_target_share_its_entry_and_climbing_above_the_root_is_refused() {
+    let origin = Origin::start("[1]", Duration::ZERO).await;
+    let state = state(&origin, Arc::new(MemoryStore::default()));
+    assert_eq!(x_cache(&answer(&state, "/a/b?y=2&x=1").await), "MISS");
+    for spelling in [
+        "/a/./b?x=1&y=2",
+        "/x/../a/%62?y=2&x=1",
+        "/%61/c/../b?x=1&&y=2",
+    ] {
+        assert_eq!(
+            x_cache(&answer(&state, spelling).await),
+            "HIT",
+            "{spelling}"
+        );
+    }
+    let refused = answer(&state, "/../a/b").await;
+    assert_eq!(refused.status(), 400);
+    assert!(cache_status(&refused).ends_with("detail=invalid-target"));
+    assert_eq!(origin.requests(), 1);
 }

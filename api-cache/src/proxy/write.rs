@@ -1,5 +1,5 @@
-//! Methods other than GET and HEAD: forwarded to the origin unchanged (body
-//! streamed both ways). After a 2xx or 3xx answer, what is stored for the URL
+//! Methods other than GET and HEAD: forwarded to the origin as they are, at
+//! their normalized target (body streamed both ways). After a 2xx or 3xx answer, what is stored for the URL
 //! is invalidated, and for `Location` / `Content-Location` when they point at
 //! this same origin (RFC 9111 section 4.4).
 
@@ -11,15 +11,22 @@ use http::request::Parts;
 use http::{HeaderMap, Uri, header};
 
 use super::respond;
-use crate::cache::key::{NormalizedTarget, UrlKey};
+use crate::cache::key::UrlKey;
 use crate::cache::status::{CacheStatus, Forward, Outcome};
+use crate::cache::target::Target;
 use crate::headers::{Forwarding, to_origin};
 use crate::origin::OriginError;
 use crate::routes::AppState;
 
-pub(super) async fn forward(state: &AppState, parts: Parts, body: Body, peer: IpAddr) -> Response {
+pub(super) async fn forward(
+    state: &AppState,
+    parts: Parts,
+    target: Target,
+    body: Body,
+    peer: IpAddr,
+) -> Response {
     let (uri, headers) = (&parts.uri, &parts.headers);
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let path_and_query = target.as_str();
     let forwarded = to_origin(headers, Some(peer), Forwarding::Untouched);
     let body = reqwest::Body::wrap_stream(body.into_data_stream());
     let mut status = CacheStatus::forward(Forward::Method);
@@ -46,7 +53,7 @@ pub(super) async fn forward(state: &AppState, parts: Parts, body: Body, peer: Ip
         .origin(response.status().as_str(), asked.elapsed());
     status.forward_status = Some(response.status().as_u16());
     if response.status().is_success() || response.status().is_redirection() {
-        let mut targets = vec![NormalizedTarget::new(uri.path(), uri.query())];
+        let mut targets = vec![target.clone()];
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             if let Some(target) = response
                 .headers()
@@ -77,7 +84,7 @@ pub(super) async fn forward(state: &AppState, parts: Parts, body: Body, peer: Ip
 
 /// The target a `Location`/`Content-Location` names, if it is on the origin the
 /// request went to (a relative reference, or an absolute URL with the same host).
-fn same_origin_target(headers: &HeaderMap, uri: &Uri, location: &str) -> Option<NormalizedTarget> {
+fn same_origin_target(headers: &HeaderMap, uri: &Uri, location: &str) -> Option<Target> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -91,7 +98,10 @@ fn same_origin_target(headers: &HeaderMap, uri: &Uri, location: &str) -> Option<
     let resolved = base.join(location).ok()?;
     let same = resolved.host_str() == base.host_str()
         && resolved.port_or_known_default() == base.port_or_known_default();
-    same.then(|| NormalizedTarget::new(resolved.path(), resolved.query()))
+    if !same {
+        return None;
+    }
+    Target::parse(resolved.path(), resolved.query()).ok()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The HTTP surface of api-cache: its own endpoints, routed by axum, and every
-//! other path, handed straight to the proxy ([`Front`]). [`AppState`] is what
-//! handlers share.
+//! The HTTP surface of api-cache. The public port ([`Front`]): `/healthz`,
+//! and every other path handed straight to the proxy. The admin port
+//! ([`admin`]): metrics, readiness, liveness and the purge API, never on the
+//! public port. [`AppState`] is what handlers share.
 
 mod health;
 mod purge;
@@ -20,14 +21,13 @@ use service_kit::server::Respond;
 use service_kit::telemetry::RequestTelemetry;
 use service_kit::{Lifecycle, Metrics, problem, telemetry};
 
-use crate::cache::coalesce::Coalescer;
 use crate::cache::key::EntryKey;
 use crate::cache::plan::Now;
 use crate::cache::policy::Policy;
 use crate::changes::Generation;
 use crate::metrics::CacheMetrics;
 use crate::origin::Origin;
-use crate::proxy::{self, Shared};
+use crate::proxy::{self, Flights};
 use crate::storage::Storage;
 
 /// What handlers share: one pointer to clone per request.
@@ -39,7 +39,9 @@ pub(crate) struct Context {
     pub(crate) storage: Storage,
     pub(crate) origin: Origin,
     /// Fills in progress in this process, by entry.
-    pub(crate) flights: Arc<Coalescer<EntryKey, Shared>>,
+    pub(crate) flights: Arc<Flights>,
+    /// Passes of `no-store` requests in progress, by entry.
+    pub(crate) pass_flights: Arc<Flights>,
     pub(crate) policy: Policy,
     pub(crate) coalesce_wait: Duration,
     /// How long a replica's fill lock lasts.
@@ -51,6 +53,7 @@ pub(crate) struct Context {
     pub(crate) metrics: CacheMetrics,
     pub(crate) registry: Metrics,
     pub(crate) lifecycle: Lifecycle,
+    pub(crate) request_limits: telemetry::RequestLimits,
 }
 
 impl AppState {
@@ -91,8 +94,8 @@ impl FromRef<AppState> for Metrics {
     }
 }
 
-/// The service's own endpoints.
-const OWN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", purge::PATH];
+/// The service's own endpoints on the public port (for probes).
+const OWN_PATHS: &[&str] = &["/healthz"];
 
 /// The route label of every proxied request, in metrics and access lines.
 const PROXY_ROUTE: &str = "/{*path}";
@@ -109,21 +112,12 @@ pub(crate) struct Front {
 
 impl Front {
     pub(crate) fn new(state: AppState) -> Self {
-        let telemetry = RequestTelemetry::new(&state.registry);
-        let router = Router::new()
-            .route("/healthz", get(health::live))
-            .route("/readyz", get(health::ready))
-            .route("/metrics", get(render_metrics))
-            .route(purge::PATH, post(purge::purge))
-            // Innermost: a panic becomes a 500 that the metrics and the access log see.
-            .layer(problem::catch_panics())
-            // Outermost: the request id exists before anything logs; every
-            // request is counted, timed and logged.
-            .layer(middleware::from_fn_with_state(
-                telemetry.clone(),
-                telemetry::track_requests,
-            ))
-            .with_state(state.clone());
+        let telemetry = RequestTelemetry::new(&state.registry, state.request_limits);
+        let router = finish(
+            Router::new().route("/healthz", get(health::live)),
+            &telemetry,
+            state.clone(),
+        );
         Self {
             router,
             state,
@@ -165,6 +159,31 @@ impl Respond for Connection {
                 .await
         }
     }
+}
+
+/// The operators' endpoints (`API_CACHE_ADMIN_PORT`).
+pub(crate) fn admin(state: AppState) -> Router {
+    let telemetry = RequestTelemetry::new(&state.registry, state.request_limits);
+    let routes = Router::new()
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(render_metrics))
+        .route(purge::PATH, post(purge::purge));
+    finish(routes, &telemetry, state)
+}
+
+/// The layers every request of a router goes through.
+fn finish(routes: Router<AppState>, telemetry: &RequestTelemetry, state: AppState) -> Router {
+    routes
+        // Innermost: a panic becomes a 500 that the metrics and the access log see.
+        .layer(problem::catch_panics())
+        // Outermost: the request id exists before anything logs; every
+        // request is held to the limits, counted, timed and logged.
+        .layer(middleware::from_fn_with_state(
+            telemetry.clone(),
+            telemetry::track_requests,
+        ))
+        .with_state(state)
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {

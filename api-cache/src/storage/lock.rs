@@ -91,11 +91,12 @@ fn token() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::key::{NormalizedTarget, UrlKey};
+    use crate::cache::key::UrlKey;
+    use crate::cache::target::Target;
     use crate::storage::memory::MemoryStore;
 
     fn flight() -> EntryKey {
-        EntryKey::url(UrlKey::of(&NormalizedTarget::new("/locked", None)))
+        EntryKey::url(UrlKey::of(&Target::parse("/locked", None).unwrap()))
     }
 
     #[tokio::test]

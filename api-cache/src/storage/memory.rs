@@ -15,6 +15,9 @@ use crate::cache::breaker;
 use crate::cache::key::{EntryKey, UrlKey};
 use crate::cache::stored::StoredValue;
 
+/// URLs in one page of a tag set (small, so tests page).
+const PAGE: usize = 2;
+
 #[derive(Debug)]
 pub(crate) struct MemoryStore {
     state: Mutex<State>,
@@ -178,8 +181,18 @@ impl SharedStore for MemoryStore {
         })
     }
 
-    fn tagged<'a>(&'a self, tag: &'a Tag) -> StoreFuture<'a, Vec<UrlKey>> {
-        self.run(move |state| state.tags.get(tag).into_iter().flatten().copied().collect())
+    fn tagged<'a>(&'a self, tag: &'a Tag, cursor: u64) -> StoreFuture<'a, (Vec<UrlKey>, u64)> {
+        self.run(move |state| {
+            let mut urls: Vec<UrlKey> =
+                state.tags.get(tag).into_iter().flatten().copied().collect();
+            urls.sort_by_key(|url| format!("{url:?}"));
+            let start = usize::try_from(cursor)
+                .unwrap_or(usize::MAX)
+                .min(urls.len());
+            let page: Vec<UrlKey> = urls[start..].iter().take(PAGE).copied().collect();
+            let next = start + page.len();
+            (page, if next < urls.len() { next as u64 } else { 0 })
+        })
     }
 
     fn drop_tag<'a>(&'a self, tag: &'a Tag) -> StoreFuture<'a, ()> {

@@ -61,11 +61,45 @@ pub(crate) type StoreFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// A purge tag: the set of URLs under a path prefix, or whose responses
-/// carried a surrogate key.
+/// carried a surrogate key. A tag set holds only live entries (each member
+/// leaves when its entry expires), so it grows with what is stored, never
+/// with traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Tag {
     Path(String),
     SurrogateKey(String),
+    /// Entries whose response carried too many surrogate keys to tag each
+    /// (`MAX_SURROGATE_KEYS`): a purge by any key purges them too.
+    AnyKey,
+}
+
+/// Path prefixes are tags down to this many segments (`/a/b/c/d`), each at
+/// most `MAX_TAG_BYTES` long; the root is not a tag (every URL is under it).
+pub(crate) const MAX_PREFIX_DEPTH: usize = 4;
+/// Surrogate keys an entry is tagged with one by one; past that, `Tag::AnyKey`.
+pub(crate) const MAX_SURROGATE_KEYS: usize = 64;
+/// The longest path prefix or surrogate key used as a tag.
+pub(crate) const MAX_TAG_BYTES: usize = 256;
+
+/// The tags of an entry: its URL's path prefixes (see `MAX_PREFIX_DEPTH`) and
+/// the surrogate keys its response carried.
+pub(crate) fn tags_of(path: &str, surrogate_keys: Option<&str>) -> Vec<Tag> {
+    let mut tags = Vec::new();
+    let mut end = 0;
+    for segment in path.split('/').skip(1).take(MAX_PREFIX_DEPTH) {
+        end += 1 + segment.len();
+        if segment.is_empty() || end > MAX_TAG_BYTES {
+            break;
+        }
+        tags.push(Tag::Path(path[..end].to_owned()));
+    }
+    let keys: Vec<&str> = surrogate_keys.map_or_else(Vec::new, |k| k.split_whitespace().collect());
+    if keys.len() > MAX_SURROGATE_KEYS || keys.iter().any(|k| k.len() > MAX_TAG_BYTES) {
+        tags.push(Tag::AnyKey);
+    } else {
+        tags.extend(keys.into_iter().map(|k| Tag::SurrogateKey(k.to_owned())));
+    }
+    tags
 }
 
 /// One entry to store, with what it needs besides itself.
@@ -106,8 +140,9 @@ pub(crate) trait SharedStore: Send + Sync + std::fmt::Debug {
     /// Marks every entry of the URL stale, keeping them for their grace
     /// period; returns the keys marked.
     fn mark_stale(&self, url: UrlKey) -> StoreFuture<'_, Vec<EntryKey>>;
-    /// The URLs in a tag set.
-    fn tagged<'a>(&'a self, tag: &'a Tag) -> StoreFuture<'a, Vec<UrlKey>>;
+    /// The URLs in a tag set, a page at a time: from `cursor` (0 to start),
+    /// with the cursor of the next page (0 when there is none).
+    fn tagged<'a>(&'a self, tag: &'a Tag, cursor: u64) -> StoreFuture<'a, (Vec<UrlKey>, u64)>;
     fn drop_tag<'a>(&'a self, tag: &'a Tag) -> StoreFuture<'a, ()>;
     /// Tells every replica (this one included).
     fn publish<'a>(&'a self, event: &'a Event) -> StoreFuture<'a, ()>;
@@ -311,16 +346,33 @@ impl Storage {
         Ok(marked.len())
     }
 
-    /// Purges every URL in a tag set; returns how many URLs had entries.
+    /// Purges every URL in a tag set, a page at a time; returns how many
+    /// URLs had entries. A surrogate key's purge takes the entries tagged with
+    /// any key too (`Tag::AnyKey`).
     pub(crate) async fn purge_tag(&self, tag: &Tag, soft: bool) -> Result<usize, StoreError> {
-        let mut purged = 0;
-        for url in self.shared.tagged(tag).await? {
-            let count = if soft {
-                self.mark_stale(url).await?
-            } else {
-                self.invalidate(url).await?
-            };
-            purged += usize::from(count > 0);
+        let mut purged = self.purge_one_tag(tag, soft).await?;
+        if matches!(tag, Tag::SurrogateKey(_)) {
+            purged += self.purge_one_tag(&Tag::AnyKey, soft).await?;
+        }
+        Ok(purged)
+    }
+
+    async fn purge_one_tag(&self, tag: &Tag, soft: bool) -> Result<usize, StoreError> {
+        let (mut purged, mut cursor) = (0, 0);
+        loop {
+            let (urls, next) = self.shared.tagged(tag, cursor).await?;
+            for url in urls {
+                let count = if soft {
+                    self.mark_stale(url).await?
+                } else {
+                    self.invalidate(url).await?
+                };
+                purged += usize::from(count > 0);
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
         if !soft {
             self.shared.drop_tag(tag).await?;
@@ -361,9 +413,9 @@ async fn found(key: EntryKey, stored: StoredResponse, held: Option<&Arc<Entry>>)
         return Lookup::Found(held.clone());
     }
     let entry = if stored.body.len() > DECODE_INLINE_BYTES {
-        tokio::task::spawn_blocking(move || Entry::decode(stored))
+        crate::cpu::run(move || Entry::decode(stored))
             .await
-            .map_err(|_| ())
+            .ok_or(())
             .and_then(|r| r.map_err(|_| ()))
     } else {
         Entry::decode(stored).map_err(|_| ())
@@ -377,5 +429,53 @@ async fn found(key: EntryKey, stored: StoredResponse, held: Option<&Arc<Entry>>)
                 flight: key,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(tags: &[Tag]) -> Vec<&str> {
+        tags.iter()
+            .filter_map(|t| match t {
+                Tag::Path(p) => Some(p.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn path_tags_stop_at_four_segments_and_leave_out_the_root() {
+        let tags = tags_of("/a/b/c/d/e/f", None);
+        assert_eq!(paths(&tags), ["/a", "/a/b", "/a/b/c", "/a/b/c/d"]);
+        assert!(tags_of("/", None).is_empty());
+        assert_eq!(paths(&tags_of("/air_quality", None)), ["/air_quality"]);
+    }
+
+    #[test]
+    fn a_long_segment_ends_the_path_tags_instead_of_growing_them() {
+        let long = format!("/a/{}/c", "x".repeat(MAX_TAG_BYTES));
+        assert_eq!(paths(&tags_of(&long, None)), ["/a"]);
+        assert_eq!(
+            paths(&tags_of("/a//b", None)),
+            ["/a"],
+            "an empty segment ends them"
+        );
+    }
+
+    #[test]
+    fn too_many_or_too_long_surrogate_keys_become_one_any_key_tag() {
+        let few = tags_of("/x", Some("aq_jaen  aq_nevero"));
+        assert!(few.contains(&Tag::SurrogateKey("aq_jaen".into())));
+        assert!(few.contains(&Tag::SurrogateKey("aq_nevero".into())));
+        let many: Vec<String> = (0..=MAX_SURROGATE_KEYS).map(|i| format!("k{i}")).collect();
+        let tags = tags_of("/x", Some(&many.join(" ")));
+        assert_eq!(tags, [Tag::Path("/x".into()), Tag::AnyKey]);
+        let long = "k".repeat(MAX_TAG_BYTES + 1);
+        assert_eq!(
+            tags_of("/x", Some(&long)),
+            [Tag::Path("/x".into()), Tag::AnyKey]
+        );
     }
 }

@@ -10,16 +10,19 @@
 //! Keys of one URL (`K` = `<prefix>:<digest>`), each written with a TTL:
 //! - `K`: its entry, or a Vary index when its responses vary;
 //! - `K:v:<digest of the varied request values>`: one entry per variant;
-//! - `K:variants`: the set of those variant keys;
+//! - `K:variants`: the variant keys;
 //! - `<entry key>:lock`: held by the replica filling that entry (`SET NX PX`).
 //!
-//! Tag sets, for purges without scanning: `<prefix>:tag:path:<path prefix>`
-//! and `<prefix>:tag:key:<surrogate key>`, each the set of URL keys tagged.
+//! Tag sets, for purges without scanning: `<prefix>:tag:path:<path prefix>`,
+//! `<prefix>:tag:key:<surrogate key>` and `<prefix>:tag:any-key`, each the
+//! URL keys tagged. Tag and variant sets are sorted sets scored by each
+//! member's expiry: every write drops the members that expired, so a set
+//! holds live entries only, and expires with its last one.
 //! Replicas' events are pub/sub messages on `<prefix>:events`:
 //! `filled <entry key>` and `invalidated <entry key> ...`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -35,6 +38,19 @@ use crate::cache::key::{EntryKey, UrlKey};
 use crate::cache::stored::StoredValue;
 use crate::config::Config;
 use crate::metrics::CacheMetrics;
+
+/// The longest any key lives (a year): origins may declare absurd lifetimes.
+const MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
+
+/// Tag members asked for per round trip of a purge.
+const TAG_PAGE: usize = 500;
+
+fn unix_millis(time: SystemTime) -> u64 {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Releases a lock only if it still holds our token (another replica may hold it since).
 const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -82,6 +98,7 @@ impl Keyspace {
         match tag {
             Tag::Path(path) => format!("{}:tag:path:{path}", self.prefix),
             Tag::SurrogateKey(key) => format!("{}:tag:key:{key}", self.prefix),
+            Tag::AnyKey => format!("{}:tag:any-key", self.prefix),
         }
     }
 
@@ -240,7 +257,7 @@ impl RedisStore {
     async fn entry_names(&self, url: UrlKey) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection.clone();
         let mut names: Vec<String> = self
-            .run("smembers", connection.smembers(self.keys.variants(url)))
+            .run("zrange", connection.zrange(self.keys.variants(url), 0, -1))
             .await?;
         names.push(self.keys.entry(EntryKey::url(url)));
         Ok(names)
@@ -264,11 +281,19 @@ impl RedisStore {
     }
 
     async fn put_entry(&self, write: &Write) -> Result<(), StoreError> {
-        let seconds = write.ttl.as_secs().max(1);
+        let seconds = write.ttl.as_secs().clamp(1, MAX_TTL_SECONDS);
+        let now = unix_millis(SystemTime::now());
+        let expires = now.saturating_add(seconds.saturating_mul(1000));
         let mut pipe = redis::pipe();
-        // A set lives as long as its longest-lived member (EXPIRE NX then GT; Redis >= 7).
+        // A member leaves its set when it expires; the set lives as long as
+        // its longest-lived member (EXPIRE NX then GT; Redis >= 7).
         let add_to_set = |pipe: &mut redis::Pipeline, set: &str, member: &str| {
-            pipe.sadd(set, member)
+            pipe.zadd(set, member, expires)
+                .ignore()
+                .cmd("ZREMRANGEBYSCORE")
+                .arg(set)
+                .arg("-inf")
+                .arg(now)
                 .ignore()
                 .cmd("EXPIRE")
                 .arg(set)
@@ -444,17 +469,23 @@ impl SharedStore for RedisStore {
         Box::pin(self.mark_url_stale(url))
     }
 
-    fn tagged<'a>(&'a self, tag: &'a Tag) -> StoreFuture<'a, Vec<UrlKey>> {
+    fn tagged<'a>(&'a self, tag: &'a Tag, cursor: u64) -> StoreFuture<'a, (Vec<UrlKey>, u64)> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let names: Vec<String> = self
-                .run("smembers", connection.smembers(self.keys.tag(tag)))
-                .await?;
-            Ok(names
+            let scan = redis::cmd("ZSCAN")
+                .arg(self.keys.tag(tag))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(TAG_PAGE)
+                .clone();
+            let (next, members): (u64, Vec<(String, f64)>) =
+                self.run("zscan", scan.query_async(&mut connection)).await?;
+            let urls = members
                 .iter()
-                .filter_map(|name| self.keys.parse(name))
+                .filter_map(|(name, _expiry)| self.keys.parse(name))
                 .map(|key| key.url)
-                .collect())
+                .collect();
+            Ok((urls, next))
         })
     }
 
@@ -508,14 +539,14 @@ impl SharedStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::key::NormalizedTarget;
+    use crate::cache::target::Target;
 
     #[test]
     fn names_and_events_round_trip() {
         let keys = Keyspace {
             prefix: Arc::from("api-cache"),
         };
-        let url = UrlKey::of(&NormalizedTarget::new("/air_quality", None));
+        let url = UrlKey::of(&Target::parse("/air_quality", None).unwrap());
         assert_eq!(
             keys.entry(EntryKey::url(url)),
             "api-cache:b3231c75c1834b123a585db254cb22c0"

@@ -83,14 +83,11 @@ pub(super) async fn list(
         return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
     }
     // Surrogate keys (for caches' purges): the stations the answer may hold.
-    let stations = if query.stations.is_empty() {
-        snapshot.stations().await?
-    } else {
-        let mut stations = query.stations.clone();
-        stations.sort();
-        stations.dedup();
-        stations
-    };
+    // Only stations that exist: a client's made-up ids never become tags.
+    let mut stations = snapshot.stations().await?;
+    if !query.stations.is_empty() {
+        stations.retain(|station| query.stations.contains(station));
+    }
     let content = [
         (header::CONTENT_TYPE, "application/json".to_owned()),
         (HeaderName::from_static("surrogate-key"), stations.join(" ")),

@@ -24,12 +24,17 @@ pub(super) async fn describe() -> impl IntoResponse {
                     "order": "asc (default) or desc",
                     "limit": "1 to QUERY_MAX_LIMIT rows"
                 }
-            },
-            { "path": "/changes", "methods": ["GET"], "description": "the data version as server-sent events: at once, then on every change" },
-            { "path": "/healthz", "methods": ["GET"], "description": "liveness, no I/O" },
-            { "path": "/readyz", "methods": ["GET"], "description": "readiness: 200 when the database answers" },
-            { "path": "/metrics", "methods": ["GET"], "description": "Prometheus metrics" }
-        ]
+            }
+        ],
+        "admin_port": {
+            "description": "operators' endpoints, on API_REST_ADMIN_PORT only",
+            "endpoints": [
+                { "path": "/changes", "methods": ["GET"], "description": "the data version as server-sent events: at once, then on every change" },
+                { "path": "/readyz", "methods": ["GET"], "description": "readiness: 200 when the database answers" },
+                { "path": "/metrics", "methods": ["GET"], "description": "Prometheus metrics" },
+                { "path": "/healthz", "methods": ["GET"], "description": "liveness, no I/O" }
+            ]
+        }
     }));
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],

@@ -28,6 +28,9 @@ pub struct AppState {
     pub cache_control: Arc<str>,
     /// The data version, kept current by the change listener.
     pub versions: crate::changes::DataVersions,
+    /// Permits for open `/changes` streams (`CHANGES_MAX_SUBSCRIBERS`).
+    pub changes_subscribers: Arc<tokio::sync::Semaphore>,
+    pub request_limits: telemetry::RequestLimits,
 }
 
 impl FromRef<AppState> for Metrics {
@@ -36,24 +39,41 @@ impl FromRef<AppState> for Metrics {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+/// The public API (`API_REST_PORT`): what api-cache may forward, and nothing
+/// else (liveness too is on the admin port).
+pub fn public(state: AppState) -> Router {
     air_quality::describe_metrics(&state.metrics);
     describe_metrics(&state.metrics);
-    Router::new()
+    let routes = Router::new()
         .route("/", get(index::describe))
-        .route("/air_quality", get(air_quality::list))
+        .route("/air_quality", get(air_quality::list));
+    finish(routes, state)
+}
+
+/// The operators' endpoints (`API_REST_ADMIN_PORT`), never reachable through
+/// the public port: metrics, readiness, and the data-change feed for caches.
+pub fn admin(state: AppState) -> Router {
+    let routes = Router::new()
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(render_metrics))
-        .route("/changes", get(changes::changes))
+        .route("/changes", get(changes::changes));
+    finish(routes, state)
+}
+
+/// Problems for unknown paths and methods, and the layers every request goes
+/// through.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let telemetry = telemetry::RequestTelemetry::new(&state.metrics, state.request_limits);
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: a panic becomes a 500 that the metrics and the access log see.
         .layer(service_kit::problem::catch_panics())
         // Outermost: the request id exists before anything logs; every request
-        // is counted, timed and logged.
+        // is held to the limits, counted, timed and logged.
         .layer(middleware::from_fn_with_state(
-            telemetry::RequestTelemetry::new(&state.metrics),
+            telemetry,
             telemetry::track_requests,
         ))
         .with_state(state)

@@ -52,12 +52,14 @@ fn a_malformed_variable_stops_each_binary_with_one_line_naming_it() {
 fn the_healthcheck_subcommand_probes_the_local_service_and_sigterm_stops_it() {
     let port = free_port();
     let port_text = port.to_string();
+    let admin_port = free_port().to_string();
     let redis_port = RedisServer::shared().port().to_string();
     let mut server = KillOnDrop(
         Command::new(binary("api-cache"))
             .env_clear()
             .envs([
                 ("API_CACHE_PORT", port_text.as_str()),
+                ("API_CACHE_ADMIN_PORT", admin_port.as_str()),
                 ("REDIS_HOST", "127.0.0.1"),
                 ("REDIS_PORT", redis_port.as_str()),
                 ("BACKEND_HOST", "127.0.0.1"),
@@ -93,4 +95,27 @@ fn the_healthcheck_subcommand_probes_the_local_service_and_sigterm_stops_it() {
         &["healthcheck"],
     );
     assert_eq!(unhealthy.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn api_rests_healthcheck_probes_its_admin_port_where_liveness_lives() {
+    let db = integration_tests::PostgresServer::shared().create_database();
+    let rest = integration_tests::apps::spawn_rest(db.rest_env()).await;
+    let probe = |port: u16| {
+        let port = port.to_string();
+        tokio::task::spawn_blocking(move || {
+            run(
+                "api-rest",
+                &[("API_REST_ADMIN_PORT", &port)],
+                &["healthcheck"],
+            )
+            .status
+            .success()
+        })
+    };
+    assert!(probe(rest.admin_port).await.unwrap(), "admin port");
+    assert!(
+        !probe(rest.port).await.unwrap(),
+        "the public port has no /healthz: nothing of the operators' reaches the cache"
+    );
 }

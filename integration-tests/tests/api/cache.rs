@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use integration_tests::apps::{Stack, cache_env, spawn_cache, spawn_rest, vars};
+use integration_tests::apps::{Stack, cache_env, cache_env_for, spawn_cache, spawn_rest, vars};
 use integration_tests::process::free_port;
 use integration_tests::{PostgresServer, RedisServer, eventually};
 use redis::AsyncCommands;
@@ -224,15 +224,27 @@ async fn other_methods_reach_api_rest_which_refuses_them_with_allow() {
 }
 
 #[tokio::test]
-async fn its_own_endpoints_are_not_proxied() {
+async fn its_own_endpoints_are_on_the_admin_port_and_not_proxied() {
     let stack = Stack::spawn(&[]).await;
+    let live = stack.cache.get("/healthz").await;
+    assert_eq!(
+        live.status(),
+        200,
+        "liveness stays on the public port, for probes"
+    );
+    assert!(live.headers().get("x-cache").is_none());
     for path in ["/healthz", "/readyz", "/metrics"] {
-        let response = stack.cache.get(path).await;
+        let response = stack.cache.admin(path).await;
         assert_eq!(response.status(), 200, "{path}");
         assert!(response.headers().get("x-cache").is_none(), "{path}");
     }
-    let ready: Value = stack.cache.get("/readyz").await.json().await.unwrap();
+    let ready: Value = stack.cache.admin("/readyz").await.json().await.unwrap();
     assert_eq!(ready["redis"], "up");
+    // Neither api-cache's nor api-rest's operators' endpoints on the public port.
+    for path in ["/readyz", "/metrics", "/changes", "/_cache/purge"] {
+        let response = stack.cache.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+    }
     // (api-rest's /metrics is left out: the test itself scrapes it.)
     for route in ["/", "/air_quality", "/healthz", "/readyz"] {
         let reached = stack
@@ -249,7 +261,7 @@ async fn with_redis_stopped_requests_bypass_it_hot_keys_stay_local_and_caching_r
     let db = PostgresServer::shared().create_database();
     let rest = spawn_rest(db.rest_env()).await;
     let prefix = integration_tests::apps::unique_prefix();
-    let mut env = cache_env(redis.port(), rest.port);
+    let mut env = cache_env_for(redis.port(), &rest);
     env.extend(vars(&[
         ("REDIS_TIMEOUT_MS", "200"),
         ("CACHE_KEY_PREFIX", &prefix),
@@ -279,7 +291,7 @@ async fn with_redis_stopped_requests_bypass_it_hot_keys_stay_local_and_caching_r
         let rows: Vec<Value> = response.json().await.unwrap();
         assert_eq!(rows.len(), limit);
     }
-    let ready: Value = cache.get("/readyz").await.json().await.unwrap();
+    let ready: Value = cache.admin("/readyz").await.json().await.unwrap();
     assert_eq!(ready["redis"], "down");
 
     redis.start_again();
@@ -306,13 +318,13 @@ async fn redis_passwords_are_sent_and_a_wrong_one_only_bypasses() {
     let db = PostgresServer::shared().create_database();
     let rest = spawn_rest(db.rest_env()).await;
 
-    let mut env = cache_env(redis.port(), rest.port);
+    let mut env = cache_env_for(redis.port(), &rest);
     env.extend(vars(&[("REDIS_PASSWORD", "s3cret-redis")]));
     let cache = spawn_cache(env).await;
     assert_eq!(x_cache(&cache.get("/air_quality?limit=1").await), "MISS");
     assert_eq!(x_cache(&cache.get("/air_quality?limit=1").await), "HIT");
 
-    let mut env = cache_env(redis.port(), rest.port);
+    let mut env = cache_env_for(redis.port(), &rest);
     env.extend(vars(&[("REDIS_PASSWORD", "wrong")]));
     let wrong = spawn_cache(env).await;
     let response = wrong.get("/air_quality?limit=1").await;
@@ -357,7 +369,7 @@ async fn a_redis_that_never_answers_costs_a_bypass_not_an_error() {
     let port = silent.port;
     let db = PostgresServer::shared().create_database();
     let rest = spawn_rest(db.rest_env()).await;
-    let mut env = cache_env(port, rest.port);
+    let mut env = cache_env_for(port, &rest);
     env.extend(vars(&[("REDIS_TIMEOUT_MS", "100")]));
     let cache = spawn_cache(env).await;
     let response = cache.get("/air_quality?limit=2").await;

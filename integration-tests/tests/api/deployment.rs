@@ -236,6 +236,12 @@ fn compose_publishes_only_api_cache_and_waits_for_healthy_dependencies() {
         str_of(&compose["services"]["api-cache"]["ports"][0]),
         "8080:8080"
     );
+    assert_eq!(
+        str_of(&compose["services"]["api-cache"]["ports"][1]),
+        "127.0.0.1:9090:9090",
+        "the admin port is published on the host's loopback only"
+    );
+    assert!(compose["services"]["api-cache"]["ports"][2].is_badvalue());
 }
 
 #[test]
@@ -366,6 +372,26 @@ fn deployments_are_hardened_probed_and_bounded() {
         let c = container(deployment, service);
         assert_eq!(str_of(&c["readinessProbe"]["httpGet"]["path"]), "/readyz");
         assert_eq!(str_of(&c["livenessProbe"]["httpGet"]["path"]), "/healthz");
+        for probe in ["readinessProbe", "livenessProbe"] {
+            assert_eq!(
+                str_of(&c[probe]["httpGet"]["port"]),
+                "admin",
+                "{service} {probe}"
+            );
+        }
+        let admin = c["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|p| str_of(&p["name"]) == "admin")
+            .expect("an admin port");
+        let scraped =
+            &deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"];
+        assert_eq!(
+            str_of(scraped),
+            admin["containerPort"].as_i64().unwrap().to_string(),
+            "{service}: metrics are scraped on the admin port"
+        );
         assert!(
             !c["resources"]["requests"]["cpu"].is_badvalue()
                 && !c["resources"]["limits"]["memory"].is_badvalue()
@@ -385,9 +411,16 @@ fn deployments_are_hardened_probed_and_bounded() {
         object(&objects, "HorizontalPodAutoscaler", service);
         object(&objects, "PodDisruptionBudget", service);
     }
+    let public = object(&objects, "Service", "api-cache");
+    assert_eq!(str_of(&public["spec"]["type"]), "NodePort");
     assert_eq!(
-        str_of(&object(&objects, "Service", "api-cache")["spec"]["type"]),
-        "NodePort"
+        public["spec"]["ports"].as_vec().unwrap().len(),
+        1,
+        "only the public port is published"
+    );
+    assert_eq!(
+        str_of(&object(&objects, "Service", "api-cache-admin")["spec"]["type"]),
+        "ClusterIP"
     );
     assert_eq!(
         str_of(&object(&objects, "Service", "api-rest")["spec"]["type"]),
@@ -446,7 +479,37 @@ fn network_policies_admit_only_the_intended_callers() {
     );
     assert_eq!(policies["redis"].1, ["api-cache"]);
     assert_eq!(policies["postgres"].1, ["api-rest"]);
-    assert!(policies["api-cache"].1.is_empty(), "api-cache is public");
+    // api-cache: its public port to anyone, its admin port to monitoring only.
+    let api_cache = objects
+        .iter()
+        .map(|(_, o)| o)
+        .find(|o| {
+            str_of(&o["kind"]) == "NetworkPolicy"
+                && str_of(&o["metadata"]["name"]) == "api-cache-public"
+        })
+        .unwrap();
+    let rules = api_cache["spec"]["ingress"].as_vec().unwrap();
+    let ports = |rule: &Yaml| -> Vec<i64> {
+        rule["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_i64().unwrap())
+            .collect()
+    };
+    for rule in rules {
+        if rule["from"].is_badvalue() {
+            assert_eq!(ports(rule), [8080], "only the public port is open to all");
+        } else {
+            assert_eq!(ports(rule), [9090]);
+            assert_eq!(
+                str_of(
+                    &rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                ),
+                "monitoring"
+            );
+        }
+    }
 }
 
 #[test]
@@ -575,12 +638,13 @@ async fn initialise_and_serve(initdb: &Path) {
     assert!(output.status.success(), "initialisation failed:\n{log}");
     assert!(log.contains("ignoring") || !log.contains(".csv"), "{log}");
 
-    let port = free_port();
+    let (port, admin_port) = (free_port(), free_port());
     let _api = KillOnDrop(
         Command::new(binary("api-rest"))
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("API_REST_PORT", port.to_string())
+            .env("API_REST_ADMIN_PORT", admin_port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -597,7 +661,7 @@ async fn initialise_and_serve(initdb: &Path) {
         .await
         .unwrap();
     let ready = client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .get(format!("http://127.0.0.1:{admin_port}/readyz"))
         .send()
         .await
         .unwrap()

@@ -182,7 +182,7 @@ async fn every_metric_the_dashboard_and_the_alerts_use_is_exported() {
     ] {
         stack.cache.get(path).await.text().await.unwrap();
     }
-    stack.rest.get("/readyz").await.text().await.unwrap();
+    stack.rest.admin("/readyz").await.text().await.unwrap();
     let stored = eventually(Duration::from_secs(5), || async {
         stack.cache.metric("api_cache_stored_total", &[]).await >= 1.0
     })
@@ -235,9 +235,11 @@ async fn logs_carry_request_ids_and_never_a_secret() {
     let db = PostgresServer::shared().create_database();
     let dir = tempfile::tempdir().unwrap();
     let (rest_port, bad_rest_port, cache_port) = (free_port(), free_port(), free_port());
-    let rest_vars = |port: u16, password: &str| -> Vec<(&'static str, String)> {
+    let (rest_admin, bad_rest_admin, cache_admin) = (free_port(), free_port(), free_port());
+    let rest_vars = |port: u16, admin: u16, password: &str| -> Vec<(&'static str, String)> {
         vec![
             ("API_REST_PORT", port.to_string()),
+            ("API_REST_ADMIN_PORT", admin.to_string()),
             ("POSTGRES_HOST", "127.0.0.1".into()),
             ("POSTGRES_PORT", db.port.to_string()),
             ("POSTGRES_DB", db.name.clone()),
@@ -249,19 +251,21 @@ async fn logs_carry_request_ids_and_never_a_secret() {
     };
     let rest = start(
         "api-rest",
-        &rest_vars(rest_port, DB_PASSWORD),
+        &rest_vars(rest_port, rest_admin, DB_PASSWORD),
         &dir.path().join("rest.log"),
     );
     let bad_rest = start(
         "api-rest",
-        &rest_vars(bad_rest_port, WRONG_DB_PASSWORD),
+        &rest_vars(bad_rest_port, bad_rest_admin, WRONG_DB_PASSWORD),
         &dir.path().join("bad-rest.log"),
     );
     let cache_vars = |redis_password: &str| -> Vec<(&'static str, String)> {
         vec![
             ("API_CACHE_PORT", cache_port.to_string()),
+            ("API_CACHE_ADMIN_PORT", cache_admin.to_string()),
             ("BACKEND_HOST", "127.0.0.1".into()),
             ("BACKEND_PORT", rest_port.to_string()),
+            ("BACKEND_ADMIN_PORT", rest_admin.to_string()),
             ("REDIS_HOST", "127.0.0.1".into()),
             ("REDIS_PORT", redis.port().to_string()),
             ("REDIS_PASSWORD", redis_password.to_owned()),
@@ -305,7 +309,7 @@ async fn logs_carry_request_ids_and_never_a_secret() {
     response.text().await.unwrap();
     // Failures that log: a wrong purge token, a database refusing its password.
     let response = client
-        .post(url(cache_port, "/_cache/purge"))
+        .post(url(cache_admin, "/_cache/purge"))
         .bearer_auth(PRESENTED_TOKEN)
         .body("{}")
         .send()
@@ -319,7 +323,7 @@ async fn logs_carry_request_ids_and_never_a_secret() {
         .unwrap();
     assert_eq!(response.status(), 503);
     client
-        .get(url(bad_rest_port, "/readyz"))
+        .get(url(bad_rest_admin, "/readyz"))
         .send()
         .await
         .unwrap();
@@ -408,9 +412,10 @@ async fn sigterm_turns_readiness_red_then_lets_in_flight_requests_finish() {
     let origin =
         TestOrigin::start(|_| Reply::ok("slow but sure").delayed(Duration::from_millis(2000)))
             .await;
-    let port = free_port();
+    let (port, admin_port) = (free_port(), free_port());
     let vars = vec![
         ("API_CACHE_PORT", port.to_string()),
+        ("API_CACHE_ADMIN_PORT", admin_port.to_string()),
         ("BACKEND_HOST", "127.0.0.1".to_owned()),
         ("BACKEND_PORT", origin.port.to_string()),
         ("BACKEND_CHANGES_PATH", String::new()),
@@ -425,6 +430,7 @@ async fn sigterm_turns_readiness_red_then_lets_in_flight_requests_finish() {
     assert!(wait_for_port(port, Duration::from_secs(10)));
     let client = reqwest::Client::new();
     let url = move |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let admin = move |path: &str| format!("http://127.0.0.1:{admin_port}{path}");
     let in_flight = tokio::spawn({
         let client = client.clone();
         let url = url("/slow");
@@ -438,7 +444,7 @@ async fn sigterm_turns_readiness_red_then_lets_in_flight_requests_finish() {
     // Draining: not ready any more, yet alive and still answering.
     let drained = eventually(Duration::from_millis(900), || async {
         client
-            .get(url("/readyz"))
+            .get(admin("/readyz"))
             .send()
             .await
             .map(|r| r.status() == 503)
@@ -478,6 +484,7 @@ async fn sigterm_turns_readiness_red_then_lets_in_flight_requests_finish() {
         "api-rest",
         &[
             ("API_REST_PORT", rest_port.to_string()),
+            ("API_REST_ADMIN_PORT", free_port().to_string()),
             ("POSTGRES_HOST", "127.0.0.1".to_owned()),
             ("POSTGRES_PORT", db.port.to_string()),
             ("POSTGRES_DB", db.name.clone()),

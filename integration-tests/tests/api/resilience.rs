@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use integration_tests::apps::{Stack, cache_env, spawn_cache, spawn_rest, unique_prefix, vars};
+use integration_tests::apps::{
+    Stack, cache_env, cache_env_for, spawn_cache, spawn_rest, unique_prefix, vars,
+};
 use integration_tests::origin::{Reply, TestOrigin};
 use integration_tests::{PostgresServer, RedisServer, TestCache, eventually};
 use serde_json::{Value, json};
@@ -168,7 +170,7 @@ async fn redis_killed_under_load_fails_no_request_and_caching_resumes() {
     let db = PostgresServer::shared().create_database();
     let rest = spawn_rest(db.rest_env()).await;
     let prefix = unique_prefix();
-    let mut env = cache_env(redis.port(), rest.port);
+    let mut env = cache_env_for(redis.port(), &rest);
     // Without the local tier every request goes through Redis: the outage is felt.
     env.extend(vars(&[
         ("CACHE_KEY_PREFIX", &prefix),
@@ -243,7 +245,7 @@ async fn redis_killed_under_load_fails_no_request_and_caching_resumes() {
             100 + sent.fetch_add(1, Ordering::SeqCst) % 1000
         );
         cache.get(&key).await.bytes().await.unwrap();
-        let mut env = cache_env(redis.port(), rest.port);
+        let mut env = cache_env_for(redis.port(), &rest);
         env.extend(vars(&[("CACHE_KEY_PREFIX", &prefix)]));
         let fresh = spawn_cache(env).await;
         let response = fresh.get(&key).await;
@@ -303,7 +305,7 @@ async fn a_crashed_lock_holder_blocks_no_longer_than_its_lock() {
         ],
     )
     .await;
-    let key = api_cache::redis_key(&prefix, "/locked");
+    let key = api_cache::redis_key(&prefix, "/locked").unwrap();
     let mut redis = RedisServer::shared().client().await;
     let _: () = redis::cmd("SET")
         .arg(format!("{key}:lock"))
@@ -376,7 +378,7 @@ async fn redis_over_tls_with_a_password_works() {
         header(&response, "cache-status")
     );
     // Another replica, with no local copy, finds it in Redis.
-    let ready: Value = first.get("/readyz").await.json().await.unwrap();
+    let ready: Value = first.admin("/readyz").await.json().await.unwrap();
     assert_eq!(ready["redis"], "up", "the TLS connection works");
     let mut shared = settings.to_vec();
     shared.push(("CACHE_KEY_PREFIX", first.key_prefix()));
@@ -390,7 +392,10 @@ async fn redis_over_tls_with_a_password_works() {
 }
 
 async fn purge(cache: &TestCache, token: Option<&str>, body: Value) -> reqwest::Response {
-    let mut request = cache.client().post(cache.url("/_cache/purge")).json(&body);
+    let mut request = cache
+        .client()
+        .post(cache.admin_url("/_cache/purge"))
+        .json(&body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -448,7 +453,7 @@ async fn the_purge_api_needs_its_token_and_is_off_without_one() {
 #[tokio::test]
 async fn purges_by_url_prefix_and_surrogate_key_reach_every_replica() {
     let stack = Stack::spawn(&[("CACHE_PURGE_TOKEN", "purge-secret")]).await;
-    let mut env = cache_env(RedisServer::shared().port(), stack.rest.port);
+    let mut env = cache_env_for(RedisServer::shared().port(), &stack.rest);
     env.extend(vars(&[
         ("CACHE_KEY_PREFIX", stack.cache.key_prefix()),
         ("CACHE_PURGE_TOKEN", "purge-secret"),
@@ -561,7 +566,7 @@ async fn a_soft_purge_makes_entries_revalidate_yet_they_still_cover_an_origin_fa
 async fn a_row_inserted_with_psql_is_visible_through_every_replica_within_a_second() {
     // Freshness of an hour: only the change feed can make the new row appear.
     let stack = Stack::spawn_with(&[("RESPONSE_MAX_AGE_SECONDS", "3600")], &[]).await;
-    let mut env = cache_env(RedisServer::shared().port(), stack.rest.port);
+    let mut env = cache_env_for(RedisServer::shared().port(), &stack.rest);
     env.extend(vars(&[("CACHE_KEY_PREFIX", stack.cache.key_prefix())]));
     let other = spawn_cache(env).await;
     other.wait_for_change_feed().await;

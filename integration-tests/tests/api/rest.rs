@@ -218,8 +218,8 @@ async fn the_service_describes_itself_and_reports_health_and_metrics() {
             .iter()
             .any(|e| e["path"] == "/air_quality")
     );
-    assert_eq!(rest.get("/healthz").await.status(), 200);
-    assert_eq!(rest.get("/readyz").await.status(), 200);
+    assert_eq!(rest.admin("/healthz").await.status(), 200);
+    assert_eq!(rest.admin("/readyz").await.status(), 200);
     // Read the bodies: rows are counted as they are streamed.
     rest.get("/air_quality?limit=1").await.text().await.unwrap();
     rest.get("/air_quality?limit=0").await.text().await.unwrap();
@@ -279,7 +279,7 @@ async fn sql_errors_are_logged_not_sent_to_the_client() {
     ] {
         assert!(!body.contains(leak), "{leak} leaked: {body}");
     }
-    assert_eq!(rest.get("/readyz").await.status(), 503);
+    assert_eq!(rest.admin("/readyz").await.status(), 503);
 }
 
 fn fast_failing(env: Vec<(String, String)>) -> Vec<(String, String)> {
@@ -292,7 +292,7 @@ fn fast_failing(env: Vec<(String, String)>) -> Vec<(String, String)> {
 }
 
 async fn is_ready(rest: &integration_tests::TestRest) -> bool {
-    rest.get("/readyz").await.status() == 200
+    rest.admin("/readyz").await.status() == 200
 }
 
 async fn assert_unavailable(rest: &integration_tests::TestRest) {
@@ -303,9 +303,9 @@ async fn assert_unavailable(rest: &integration_tests::TestRest) {
         "application/problem+json"
     );
     assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(rest.get("/readyz").await.status(), 503);
+    assert_eq!(rest.admin("/readyz").await.status(), 503);
     assert_eq!(
-        rest.get("/healthz").await.status(),
+        rest.admin("/healthz").await.status(),
         200,
         "liveness does not depend on the database"
     );
