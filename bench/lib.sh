@@ -69,12 +69,14 @@ origin_requests() {
 
 # start_api_cache PORT ORIGIN_PORT [VAR=value ...]: api-cache at its defaults
 # (JSON access log on, gzip storage) with a Redis of its own; its log goes to a
-# file, as a container runtime's would. Sets API_CACHE_PID. API_CACHE_BIN runs
+# file, as a container runtime's would. Sets API_CACHE_PID and
+# API_CACHE_REDIS_PORT. API_CACHE_BIN runs
 # another build (e.g. the one before a change) instead of target/release/api-cache.
 start_api_cache() {
   local port="$1" origin="$2" redis_port
   shift 2
   redis_port="$(free_port)"
+  export API_CACHE_REDIS_PORT="$redis_port"   # read by the scripts that source this
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
     --logfile "$BENCH_DIR/redis-$port.log" &
   BENCH_PIDS+=($!)

@@ -9,6 +9,7 @@
 //! happens even when the process is killed, so nothing outlives a test run.
 
 pub mod apps;
+pub mod executables;
 pub mod metrics;
 pub mod origin;
 pub mod postgres;

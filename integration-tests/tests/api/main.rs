@@ -8,6 +8,7 @@
 mod binaries;
 mod cache;
 mod deployment;
+mod hardening;
 mod http_cache;
 mod init_script;
 mod observability;
