@@ -35,6 +35,132 @@ const STATION_NAMES: &[&str] = &[
     "aq_alhambra",
 ];
 
+/// The header of `postgres/stations.csv`.
+pub const STATIONS_HEADER: &str =
+    "id_entity,name,latitude,longitude,elevation_m,area,station_type,timezone";
+
+/// Hand-placed stations (name, latitude, longitude, elevation in m), in the
+/// order of [`STATION_NAMES`]: plausible places in and around Granada for
+/// stations that exist only in this synthetic data set.
+const NAMED_PLACES: &[(&str, f64, f64, f64)] = &[
+    ("Salvia (Granada centre)", 37.1760, -3.5990, 685.0),
+    ("Jaén", 37.7790, -3.7870, 574.0),
+    ("Nevero (Sierra Nevada)", 37.0960, -3.3970, 2100.0),
+    ("Romero (Atarfe industrial estate)", 37.2220, -3.6880, 560.0),
+    ("Tomillo (Camino de Ronda)", 37.1690, -3.6060, 675.0),
+    ("Cartuja (university campus)", 37.1940, -3.5990, 740.0),
+    ("Albaicín (Sierra de Huétor edge)", 37.2000, -3.5500, 1050.0),
+    ("Zaidín (Armilla industrial)", 37.1400, -3.6250, 665.0),
+    ("Genil (ring road)", 37.1610, -3.5880, 690.0),
+    ("Darro (old town)", 37.1780, -3.5900, 700.0),
+    ("Sacromonte (hills)", 37.1830, -3.5800, 780.0),
+    ("Alhambra (Dehesa del Generalife)", 37.1790, -3.5700, 820.0),
+];
+
+/// A station's description, one line of `postgres/stations.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StationInfo {
+    pub id_entity: String,
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub elevation_m: f64,
+    /// `urban`, `suburban` or `rural`.
+    pub area: &'static str,
+    /// `traffic`, `industrial` or `background`.
+    pub station_type: &'static str,
+    /// IANA time zone.
+    pub timezone: &'static str,
+}
+
+/// The first `count` stations, as the measurements name them. Stations past
+/// the named ones get a place of their own, derived from their number only
+/// (the same whatever the seed): most in Andalusia, every tenth in the Canary
+/// Islands, an hour behind.
+pub fn stations(count: usize) -> Vec<StationInfo> {
+    (0..count).map(station_info).collect()
+}
+
+fn station_info(index: usize) -> StationInfo {
+    let (area, station_type) = match index % 4 {
+        0 => ("urban", "traffic"),
+        1 => ("urban", "background"),
+        2 => ("rural", "background"),
+        _ => ("suburban", "industrial"),
+    };
+    let (name, latitude, longitude, elevation_m, timezone) = match NAMED_PLACES.get(index) {
+        Some(&(name, lat, lon, elevation)) => {
+            (name.to_owned(), lat, lon, elevation, "Europe/Madrid")
+        }
+        None => {
+            let mut rng = SplitMix64(0x5EED_57A7_1015 ^ (index as u64).wrapping_mul(0x9E37_79B9));
+            let canary = index % 10 == 9;
+            let (lat, lon) = if canary {
+                (27.9 + 0.7 * rng.unit(), -16.9 + 1.5 * rng.unit())
+            } else {
+                (36.5 + 1.8 * rng.unit(), -6.5 + 4.5 * rng.unit())
+            };
+            let elevation = if area == "rural" {
+                800.0 + 1700.0 * rng.unit()
+            } else {
+                800.0 * rng.unit()
+            };
+            let zone = if canary {
+                "Atlantic/Canary"
+            } else {
+                "Europe/Madrid"
+            };
+            let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+            (
+                format!("Station {index:04}"),
+                round(lat),
+                round(lon),
+                elevation.round(),
+                zone,
+            )
+        }
+    };
+    StationInfo {
+        id_entity: station_name(index),
+        name,
+        latitude,
+        longitude,
+        elevation_m,
+        area,
+        station_type,
+        timezone,
+    }
+}
+
+/// Writes the header and the first `count` stations as CSV.
+pub fn write_stations_csv(out: &mut impl Write, count: usize) -> io::Result<u64> {
+    writeln!(out, "{STATIONS_HEADER}")?;
+    for station in stations(count) {
+        writeln!(
+            out,
+            "{},{},{},{},{},{},{},{}",
+            station.id_entity,
+            csv_field(&station.name),
+            station.latitude,
+            station.longitude,
+            station.elevation_m,
+            station.area,
+            station.station_type,
+            station.timezone
+        )?;
+    }
+    Ok(count as u64)
+}
+
+/// A CSV field, quoted when it holds a comma or a quote.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -426,6 +552,53 @@ mod tests {
             empty > 10 && empty < rows.len() / 10,
             "{empty} empty pm2_5 readings"
         );
+    }
+
+    #[test]
+    fn stations_have_places_zones_and_the_measurements_names() {
+        let stations = stations(30);
+        let names: Vec<String> = Generator::new(Options {
+            stations: 30,
+            rows: Some(30),
+            ..Options::default()
+        })
+        .map(|r| r.id_entity)
+        .collect();
+        assert_eq!(
+            stations
+                .iter()
+                .map(|s| s.id_entity.clone())
+                .collect::<Vec<_>>(),
+            names
+        );
+        assert_eq!(stations[0].name, "Salvia (Granada centre)");
+        assert_eq!(stations[2].area, "rural");
+        assert!(stations.iter().all(|s| (27.0..39.0).contains(&s.latitude)));
+        assert!(
+            stations
+                .iter()
+                .all(|s| (-18.0..-1.0).contains(&s.longitude))
+        );
+        assert_eq!(stations[19].timezone, "Atlantic/Canary");
+        assert_eq!(stations[18].timezone, "Europe/Madrid");
+        assert_eq!(
+            super::stations(20),
+            stations[..20],
+            "a station's place depends on its number only"
+        );
+    }
+
+    #[test]
+    fn the_stations_csv_quotes_names_with_commas() {
+        let mut out = Vec::new();
+        write_stations_csv(&mut out, 2).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().next(), Some(STATIONS_HEADER));
+        assert_eq!(
+            text.lines().nth(2),
+            Some("aq_jaen,Jaén,37.779,-3.787,574,urban,background,Europe/Madrid")
+        );
+        assert_eq!(csv_field("a, b"), "\"a, b\"");
     }
 
     #[test]

@@ -4,17 +4,24 @@
 //! aq-datagen                       # the committed postgres/air_quality.csv
 //! aq-datagen --rows 1000000        # a benchmark set (more days, same stations)
 //! aq-datagen --stations 50 --days 365 --seed 7
+//! aq-datagen stations              # the committed postgres/stations.csv
+//! aq-datagen stations --stations 50  # the stations of the set above
 //! ```
 
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use datagen::{Options, write_csv};
+use datagen::{Options, write_csv, write_stations_csv};
 use time::Date;
 use time::macros::format_description;
 
-const USAGE: &str =
-    "usage: aq-datagen [--stations N] [--days N] [--start YYYY-MM-DD] [--seed N] [--rows N]";
+const USAGE: &str = "usage: aq-datagen [--stations N] [--days N] [--start YYYY-MM-DD] [--seed N] [--rows N]\n       aq-datagen stations [--stations N]";
+
+/// What to write.
+enum Output {
+    Measurements(Options),
+    Stations(usize),
+}
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options::default();
@@ -49,9 +56,27 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
     Ok(options)
 }
 
+fn parse_output(mut args: impl Iterator<Item = String>) -> Result<Output, String> {
+    let mut args = args.by_ref().peekable();
+    if args.peek().map(String::as_str) == Some("stations") {
+        args.next();
+        let options = parse_args(args)?;
+        if options
+            != (Options {
+                stations: options.stations,
+                ..Options::default()
+            })
+        {
+            return Err(format!("stations takes --stations only\n{USAGE}"));
+        }
+        return Ok(Output::Stations(options.stations));
+    }
+    parse_args(args).map(Output::Measurements)
+}
+
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(options) => options,
+    let output = match parse_output(std::env::args().skip(1)) {
+        Ok(output) => output,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
@@ -59,7 +84,11 @@ fn main() -> ExitCode {
     };
     let stdout = std::io::stdout().lock();
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
-    match write_csv(&mut out, options).and_then(|n| out.flush().map(|()| n)) {
+    let written = match output {
+        Output::Measurements(options) => write_csv(&mut out, options),
+        Output::Stations(count) => write_stations_csv(&mut out, count),
+    };
+    match written.and_then(|n| out.flush().map(|()| n)) {
         Ok(rows) => {
             eprintln!("aq-datagen: wrote {rows} rows");
             ExitCode::SUCCESS

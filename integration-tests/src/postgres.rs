@@ -346,11 +346,50 @@ impl TestDatabase {
         ]
     }
 
-    /// Replaces the table's rows with `rows` generated rows (for large-data tests).
+    /// Adds the station `id` (unless it exists), described as aq_jaen is, for
+    /// measurements of a station the committed data does not have.
+    pub async fn add_station(&self, id: &str) {
+        let mut admin = self.admin().await;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {schema}.stations \
+             SELECT $1, name, latitude, longitude, elevation_m, area, station_type, timezone \
+               FROM {schema}.stations WHERE id_entity = 'aq_jaen' ON CONFLICT DO NOTHING",
+            schema = self.schema
+        )))
+        .bind(id)
+        .execute(&mut admin)
+        .await
+        .expect("add a station");
+    }
+
+    /// Replaces the table's rows with `rows` generated rows (for large-data
+    /// tests), adding the stations they name.
     pub async fn load_generated(&self, options: datagen::Options) -> u64 {
+        let mut stations = Vec::new();
+        datagen::write_stations_csv(&mut stations, options.stations).expect("writing to memory");
         let mut csv = Vec::new();
         let rows = datagen::write_csv(&mut csv, options).expect("writing to memory");
         let mut admin = self.admin().await;
+        admin
+            .execute(AssertSqlSafe(format!(
+                "CREATE TEMPORARY TABLE stations_staging (LIKE {}.stations)",
+                self.schema
+            )))
+            .await
+            .expect("staging table");
+        let mut copy = admin
+            .copy_in_raw("COPY stations_staging FROM STDIN WITH (FORMAT csv, HEADER true)")
+            .await
+            .expect("copy in");
+        copy.send(stations).await.expect("copy stations");
+        copy.finish().await.expect("copy finish");
+        admin
+            .execute(AssertSqlSafe(format!(
+                "INSERT INTO {}.stations SELECT * FROM stations_staging ON CONFLICT DO NOTHING",
+                self.schema
+            )))
+            .await
+            .expect("insert stations");
         admin
             .execute(AssertSqlSafe(format!(
                 "TRUNCATE {}.air_quality_measurements",

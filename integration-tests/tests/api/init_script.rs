@@ -59,6 +59,7 @@ async fn running_the_init_script_twice_neither_fails_nor_duplicates_rows() {
         ("POSTGRES_API_USER", "api_twice"),
         ("POSTGRES_API_PASSWORD", "pw-twice"),
     ];
+    let mut versions = Vec::new();
     for run in 1..=2 {
         let output = server.run_init_script(&db.name, &vars);
         assert!(
@@ -66,8 +67,96 @@ async fn running_the_init_script_twice_neither_fails_nor_duplicates_rows() {
             "run {run}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        versions.push(scalar(&db, "SELECT version FROM api.air_quality_data_version").await);
     }
     assert_eq!(count_rows(&db, "api").await, csv_rows());
+    assert_eq!(versions[0], versions[1], "the second run changed the data");
+    assert_eq!(scalar(&db, "SELECT count(*) FROM api.stations").await, 6);
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM api.air_quality_latest").await,
+        6 * 6,
+        "a latest reading per station and pollutant"
+    );
+}
+
+async fn scalar(db: &integration_tests::TestDatabase, sql: &str) -> i64 {
+    let mut admin = db.admin().await;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_database_made_by_the_earlier_script_is_upgraded_in_place() {
+    let server = PostgresServer::shared();
+    let db = empty_database(server, "upgrade");
+    // The schema before stations: no foreign key, a primary key that covers nothing.
+    server.psql(
+        &db.name,
+        "CREATE SCHEMA api; \
+         CREATE TABLE api.air_quality_measurements (time_instant timestamp NOT NULL, \
+           id_entity varchar(50) NOT NULL, so2 double precision, no2 double precision, \
+           co double precision, o3 double precision, pm10 double precision, pm2_5 double precision, \
+           CONSTRAINT air_quality_measurements_pkey PRIMARY KEY (id_entity, time_instant)); \
+         INSERT INTO api.air_quality_measurements (time_instant, id_entity, no2) \
+           VALUES ('2017-01-01 00:00', 'aq_jaen', 12.5)",
+    );
+    let output = server.run_init_script(
+        &db.name,
+        &[
+            ("POSTGRES_API_USER", "api_upgrade"),
+            ("POSTGRES_API_PASSWORD", "pw"),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(count_rows(&db, "api").await, csv_rows() + 1, "nothing lost");
+    let covering = scalar(
+        &db,
+        "SELECT (indnatts - indnkeyatts)::bigint FROM pg_index WHERE indexrelid = 'api.air_quality_measurements_pkey'::regclass",
+    )
+    .await;
+    assert_eq!(covering, 6, "the primary key covers the six pollutants");
+    let foreign_keys = scalar(
+        &db,
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'api.air_quality_measurements'::regclass AND contype = 'f'",
+    )
+    .await;
+    assert_eq!(foreign_keys, 1);
+    let latest_no2 = scalar(
+        &db,
+        "SELECT (value * 10)::bigint FROM api.air_quality_latest WHERE id_entity = 'aq_jaen' AND pollutant = 'no2'",
+    )
+    .await;
+    assert_eq!(latest_no2, 125, "the old row is the latest");
+}
+
+#[tokio::test]
+async fn measurements_of_a_station_missing_from_the_stations_file_stop_the_script_naming_it() {
+    let server = PostgresServer::shared();
+    let db = empty_database(server, "orphans");
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("air_quality.csv");
+    std::fs::write(
+        &csv,
+        "TimeInstant,id_entity,so2,no2,co,o3,pm10,pm2_5\n2016-10-01 00:00:00.000,aq_ghost,1,2,0.3,4,5,6\n",
+    )
+    .unwrap();
+    let output = server.run_init_script(
+        &db.name,
+        &[
+            ("POSTGRES_API_USER", "api_orphans"),
+            ("POSTGRES_API_PASSWORD", "pw"),
+            ("AIR_QUALITY_CSV", csv.to_str().unwrap()),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("aq_ghost"), "{stderr}");
 }
 
 #[tokio::test]
@@ -108,6 +197,14 @@ async fn the_api_user_can_read_the_table_and_nothing_else() {
         .await
         .unwrap();
     assert_eq!(rows, csv_rows());
+    for table in ["stations", "air_quality_latest", "air_quality_data_version"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM api.{table} LIMIT 1"
+        )))
+        .fetch_all(&mut api)
+        .await
+        .unwrap_or_else(|e| panic!("{table}: {e}"));
+    }
 
     // Its sessions are read-only by default...
     let error = sqlx::query(

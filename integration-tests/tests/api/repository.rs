@@ -114,6 +114,17 @@ fn every_variable_the_binaries_read_is_documented_in_the_readme() {
 }
 
 #[test]
+fn the_committed_stations_are_exactly_the_generator_output_for_the_committed_data() {
+    let committed = std::fs::read(repo_root().join("postgres/stations.csv")).unwrap();
+    let mut generated = Vec::new();
+    datagen::write_stations_csv(&mut generated, datagen::Options::default().stations).unwrap();
+    assert!(
+        committed == generated,
+        "postgres/stations.csv differs from `cargo run -p datagen -- stations`"
+    );
+}
+
+#[test]
 fn the_committed_csv_is_exactly_the_generator_output_and_fits_a_config_map() {
     let committed = std::fs::read(repo_root().join("postgres/air_quality.csv")).unwrap();
     let mut generated = Vec::new();

@@ -570,6 +570,7 @@ async fn a_row_inserted_with_psql_is_visible_through_every_replica_within_a_seco
     env.extend(vars(&[("CACHE_KEY_PREFIX", stack.cache.key_prefix())]));
     let other = spawn_cache(env).await;
     other.wait_for_change_feed().await;
+    stack.db.add_station("aq_psql").await;
     let path = "/air_quality?from=2016-10-01&to=2016-10-01T01:00:00";
     for cache in [&stack.cache, &other] {
         x_cache(cache, path).await;

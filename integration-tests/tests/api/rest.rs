@@ -391,6 +391,7 @@ async fn rows_are_streamed_while_the_query_still_runs() {
 }
 
 async fn insert_row(db: &integration_tests::TestDatabase, time: &str) {
+    db.add_station("aq_new").await;
     let mut admin = db.admin().await;
     sqlx::query("INSERT INTO api.air_quality_measurements (time_instant, id_entity, so2) VALUES ($1::timestamp, 'aq_new', 1.5)")
         .bind(time)
