@@ -8,16 +8,22 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use service_kit::Problem;
 
-use crate::query::InvalidParam;
+use crate::params::InvalidParam;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("invalid query parameters")]
     InvalidParameters(Vec<InvalidParam>),
+    /// Station ids a request names that no station has.
+    #[error("unknown stations")]
+    UnknownStations(Vec<String>),
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("the database query failed")]
     Database(#[source] sqlx::Error),
+    /// Something that should not happen: logged, answered as an opaque 500.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -69,6 +75,15 @@ impl IntoResponse for ApiError {
                 .with_extension("invalid_params", params)
                 .into_response()
             }
+            Self::UnknownStations(ids) => {
+                Problem::typed(StatusCode::NOT_FOUND, "unknown-station", "Unknown station")
+                    .with_detail(format!(
+                        "No station {}; GET /stations lists them.",
+                        ids.join(", ")
+                    ))
+                    .with_extension("unknown_stations", ids)
+                    .into_response()
+            }
             Self::DatabaseUnavailable(error) => {
                 tracing::warn!(error = %error, "database unavailable");
                 let mut response = Problem::typed(
@@ -88,10 +103,18 @@ impl IntoResponse for ApiError {
             }
             Self::Database(error) => {
                 tracing::error!(error = %error, "database query failed");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
-                    .with_detail("The request could not be completed.")
-                    .into_response()
+                internal()
+            }
+            Self::Internal(error) => {
+                tracing::error!(%error, "internal error");
+                internal()
             }
         }
     }
+}
+
+fn internal() -> Response {
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+        .with_detail("The request could not be completed.")
+        .into_response()
 }

@@ -1,19 +1,24 @@
 //! api-rest: air-quality measurements from PostgreSQL as a streamed JSON array.
 //!
 //! - [`config`]: environment variables.
-//! - [`query`]: the `/air_quality` parameters and their validation.
+//! - [`params`]: strict query strings; [`query`]: the `/air_quality` parameters.
 //! - [`store`]: the connection pool and the SQL.
 //! - [`measurement`]: a row and its JSON form.
 //! - [`routes`]: HTTP handlers; [`error`]: how failures become problem+json.
 //! - [`startup`]: wiring it together on a listener.
 
+pub mod aggregate;
+pub mod aqi;
 pub mod changes;
 pub mod config;
 pub mod error;
+pub mod latest;
 pub mod measurement;
+pub mod params;
 pub mod query;
 pub mod routes;
 pub mod startup;
+pub mod stations;
 pub mod store;
 
 pub use config::Config;

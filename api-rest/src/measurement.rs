@@ -22,12 +22,44 @@ pub struct Measurement {
 /// The columns, in the order of the JSON object and of the table.
 pub const COLUMNS: &str = "time_instant, id_entity, so2, no2, co, o3, pm10, pm2_5";
 
-fn as_utc_rfc3339<S: Serializer>(t: &PrimitiveDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+/// The pollutants, in column order.
+pub const POLLUTANTS: [&str; 6] = ["so2", "no2", "co", "o3", "pm10", "pm2_5"];
+
+/// The unit of a pollutant's values: µg/m³, except CO in mg/m³.
+pub fn unit(pollutant: &str) -> &'static str {
+    if pollutant == "co" {
+        "mg/m³"
+    } else {
+        "µg/m³"
+    }
+}
+
+impl Measurement {
+    /// The values in [`POLLUTANTS`] order.
+    pub fn values(&self) -> [Option<f64>; 6] {
+        [self.so2, self.no2, self.co, self.o3, self.pm10, self.pm2_5]
+    }
+}
+
+pub(crate) fn as_utc_rfc3339<S: Serializer>(
+    t: &PrimitiveDateTime,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     let text = t
         .assume_utc()
         .format(&Rfc3339)
         .map_err(serde::ser::Error::custom)?;
     serializer.serialize_str(&text)
+}
+
+pub(crate) fn as_utc_rfc3339_opt<S: Serializer>(
+    t: &Option<PrimitiveDateTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => as_utc_rfc3339(t, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[cfg(test)]

@@ -96,3 +96,25 @@ pub fn binary(name: &str) -> PathBuf {
     });
     profile_dir.join(name)
 }
+
+/// A row of the committed CSV: time (UTC), station, and the six readings
+/// (so2, no2, co, o3, pm10, pm2_5; `None` when empty).
+pub type CsvRow = (time::PrimitiveDateTime, String, [Option<f64>; 6]);
+
+/// `postgres/air_quality.csv`, in file order: what a fresh database holds.
+pub fn committed_rows() -> Vec<CsvRow> {
+    let text = std::fs::read_to_string(repo_root().join("postgres/air_quality.csv"))
+        .expect("postgres/air_quality.csv");
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]"
+    );
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let time = time::PrimitiveDateTime::parse(fields[0], format).expect("a CSV time");
+            let readings = std::array::from_fn(|i| fields[2 + i].parse::<f64>().ok());
+            (time, fields[1].to_owned(), readings)
+        })
+        .collect()
+}

@@ -17,18 +17,14 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use http::{HeaderMap, Method};
 use service_kit::Metrics;
-use service_kit::conditional::{EntityTag, http_date, is_not_modified, truncate_to_seconds};
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::AppState;
+use super::by_station::{Opened, open};
 use crate::error::ApiError;
 use crate::measurement::Measurement;
 use crate::query::MeasurementQuery;
-
-/// The response header naming the data version an answer was read from.
-pub(super) const DATA_VERSION: &str = "data-version";
 
 /// Bytes gathered before a chunk is handed to the socket.
 const CHUNK_BYTES: usize = 32 * 1024;
@@ -54,46 +50,26 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let query = MeasurementQuery::parse(raw.as_deref(), state.max_limit)
         .map_err(ApiError::InvalidParameters)?;
-    let started = Instant::now();
-    let snapshot = state.store.snapshot().await;
-    state.record_database(snapshot.as_ref().map(|_| ()));
-    let mut snapshot = snapshot?;
-    state.record_query("snapshot", started.elapsed());
-
-    // Validators from the data version, not from the body: deciding 304 costs
-    // one tiny query and no row is read.
-    let etag = EntityTag::strong(format!(
-        "{}-{:016x}",
-        snapshot.version,
-        xxh3_64(query.canonical().as_bytes())
-    ));
-    let last_modified = truncate_to_seconds(snapshot.changed_at);
-    let validators = [
-        (header::ETAG, etag.to_string()),
-        (header::LAST_MODIFIED, http_date(last_modified)),
-        (header::CACHE_CONTROL, state.cache_control.to_string()),
-        // The version of the data in this answer: caches compare it with the
-        // versions announced on /changes.
-        (
-            HeaderName::from_static(DATA_VERSION),
-            snapshot.version.to_string(),
-        ),
-    ];
-    if is_not_modified(&headers, Some(&etag), Some(last_modified)) {
-        return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
-    }
-    // Surrogate keys (for caches' purges): the stations the answer may hold.
-    // Only stations that exist: a client's made-up ids never become tags.
-    let mut stations = snapshot.stations().await?;
-    if !query.stations.is_empty() {
-        stations.retain(|station| query.stations.contains(station));
-    }
-    let content = [
-        (header::CONTENT_TYPE, "application/json".to_owned()),
-        (HeaderName::from_static("surrogate-key"), stations.join(" ")),
-    ];
+    let canonical = format!("air_quality?{}", query.canonical());
+    let (mut snapshot, answer) = match open(&state, &headers, &query.stations, &canonical).await? {
+        Opened::NotModified(response) => return Ok(response),
+        Opened::Read(snapshot, answer) => (snapshot, answer),
+    };
+    let stations = if query.stations.is_empty() {
+        snapshot.station_ids().await?
+    } else {
+        let mut named = query.stations.clone();
+        named.sort();
+        named.dedup();
+        named
+    };
+    let headers = answer.headers(
+        "application/json",
+        stations.iter().map(String::as_str),
+        false,
+    );
     if method == Method::HEAD {
-        return Ok((validators, content).into_response());
+        return Ok(headers.into_response());
     }
 
     let query_started = Instant::now();
@@ -108,7 +84,7 @@ pub(super) async fn list(
     }
     state.record_query("first_row", query_started.elapsed());
     let body = Body::from_stream(json_array(rows, state.clone(), query_started));
-    Ok((validators, content, body).into_response())
+    Ok((headers, body).into_response())
 }
 
 /// Wraps rows into `[`, rows separated by `,` and newlines, `]`, in chunks.

@@ -3,28 +3,47 @@
 use axum::Json;
 use axum::response::IntoResponse;
 use http::header;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::query::MAX_STATIONS;
+use crate::params::MAX_STATIONS;
 
 pub(super) async fn describe() -> impl IntoResponse {
+    let stations = format!("a station id, or up to {MAX_STATIONS} comma-separated");
+    let area = json!({
+        "id_entity": stations,
+        "bbox": "minLon,minLat,maxLon,maxLat (degrees)",
+        "near": "lat,lon (degrees), with radius_km",
+        "radius_km": "distance from near, in km",
+        "format": "json (default) or geojson; or Accept: application/geo+json"
+    });
     let description = Json(json!({
         "name": env!("CARGO_PKG_NAME"),
         "version": env!("CARGO_PKG_VERSION"),
         "description": env!("CARGO_PKG_DESCRIPTION"),
+        "units": "concentrations in µg/m³, CO in mg/m³; times in UTC (RFC 3339)",
         "endpoints": [
-            {
-                "path": "/air_quality",
-                "methods": ["GET", "HEAD"],
-                "description": "Measurements as a JSON array ordered by time_instant, then id_entity; streamed. ETag, Last-Modified and conditional requests (304) supported.",
-                "parameters": {
-                    "id_entity": format!("a station id, or up to {MAX_STATIONS} comma-separated"),
-                    "from": "ISO 8601 date or date-time, inclusive (UTC unless an offset is given)",
-                    "to": "ISO 8601 date or date-time, exclusive",
-                    "order": "asc (default) or desc",
-                    "limit": "1 to QUERY_MAX_LIMIT rows"
-                }
-            }
+            endpoint("/air_quality", "Measurements as a JSON array ordered by time_instant, then id_entity; streamed.", json!({
+                "id_entity": stations,
+                "from": "ISO 8601 date or date-time, inclusive (UTC unless an offset is given)",
+                "to": "ISO 8601 date or date-time, exclusive",
+                "order": "asc (default) or desc",
+                "limit": "1 to QUERY_MAX_LIMIT rows"
+            })),
+            endpoint("/stations", "The stations, with coordinates and the span of their measurements.", area.clone()),
+            endpoint("/stations/{id_entity}", "One station.", json!({ "format": "json or geojson" })),
+            endpoint("/air_quality/latest", "Per station, the latest reading of each pollutant, each with its time.", area.clone()),
+            endpoint("/air_quality/aggregates", "Per station and hour, day, week or month: count, expected, coverage, and per pollutant mean, min, max and p95.", json!({
+                "interval": "hour, day, week or month (required)",
+                "from": "start, inclusive (default: the data's)",
+                "to": "end, exclusive (default: the data's)",
+                "id_entity": stations,
+                "tz": "IANA time zone of the buckets (default: each station's own)"
+            })),
+            endpoint("/air_quality/aqi", "Per station, the current Air Quality Index, its category, each pollutant's sub-index and the dominant pollutant.", {
+                let mut parameters = area;
+                parameters["standard"] = json!("eaqi (default) or us-epa");
+                parameters
+            }),
         ],
         "admin_port": {
             "description": "operators' endpoints, on API_REST_ADMIN_PORT only",
@@ -40,4 +59,15 @@ pub(super) async fn describe() -> impl IntoResponse {
         [(header::CACHE_CONTROL, "public, max-age=300")],
         description,
     )
+}
+
+/// One public endpoint: every one answers GET and HEAD, with ETag,
+/// Last-Modified and conditional requests (304).
+fn endpoint(path: &str, description: &str, parameters: Value) -> Value {
+    json!({
+        "path": path,
+        "methods": ["GET", "HEAD"],
+        "description": description,
+        "parameters": parameters,
+    })
 }

@@ -1,9 +1,15 @@
 //! The HTTP surface of api-rest.
 
+mod aggregates;
 mod air_quality;
+mod answer;
+mod aqi;
+mod by_station;
 mod changes;
 mod health;
 mod index;
+mod latest;
+mod stations;
 
 use std::sync::Arc;
 
@@ -46,7 +52,12 @@ pub fn public(state: AppState) -> Router {
     describe_metrics(&state.metrics);
     let routes = Router::new()
         .route("/", get(index::describe))
-        .route("/air_quality", get(air_quality::list));
+        .route("/air_quality", get(air_quality::list))
+        .route("/air_quality/latest", get(latest::latest))
+        .route("/air_quality/aggregates", get(aggregates::aggregates))
+        .route("/air_quality/aqi", get(aqi::aqi))
+        .route("/stations", get(stations::list))
+        .route("/stations/{id_entity}", get(stations::one));
     finish(routes, state)
 }
 
@@ -99,6 +110,17 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 impl AppState {
+    /// A consistent view of the data (see [`crate::store::Store::snapshot`]),
+    /// timed and counted.
+    pub(crate) async fn snapshot(&self) -> Result<crate::store::Snapshot, crate::error::ApiError> {
+        let started = std::time::Instant::now();
+        let snapshot = self.store.snapshot().await;
+        self.record_database(snapshot.as_ref().map(|_| ()));
+        let snapshot = snapshot?;
+        self.record_query("snapshot", started.elapsed());
+        Ok(snapshot)
+    }
+
     /// Records how long a step of a query took (`snapshot`, `first_row`, `stream`).
     pub(crate) fn record_query(&self, phase: &'static str, elapsed: std::time::Duration) {
         self.metrics.scope(|| {

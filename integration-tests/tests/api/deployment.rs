@@ -671,6 +671,18 @@ async fn initialise_and_serve(initdb: &Path) {
         read("postgres/air_quality.csv").lines().count() - 1
     );
     assert_eq!(ready, 200);
+    let stations: Vec<serde_json::Value> = client
+        .get(format!("http://127.0.0.1:{port}/stations"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stations.len(),
+        read("postgres/stations.csv").lines().count() - 1
+    );
 }
 
 #[tokio::test]

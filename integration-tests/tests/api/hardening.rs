@@ -274,22 +274,20 @@ async fn station_ids_a_client_makes_up_never_become_tags() {
         &format!("/air_quality?id_entity={}", made_up.join(",")),
     )
     .await;
-    assert_eq!(answer.status, 200);
-    let rows: Vec<Value> = serde_json::from_slice(&answer.body).unwrap();
-    assert!(rows.is_empty());
+    assert_eq!(answer.status, 404, "stations that do not exist");
+    let problem: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(problem["unknown_stations"].as_array().unwrap().len(), 100);
     let mixed = "/air_quality?id_entity=zz_made_up_1,aq_jaen&limit=1";
-    let answer = raw_get(stack.rest.port, mixed).await;
-    assert_eq!(
-        answer.header("surrogate-key"),
-        Some("aq_jaen"),
-        "api-rest tags what exists"
-    );
-    assert_eq!(raw_get(stack.cache.port, mixed).await.status, 200);
+    assert_eq!(raw_get(stack.cache.port, mixed).await.status, 404);
+    let real = "/air_quality?id_entity=aq_jaen&limit=1";
+    let answer = raw_get(stack.rest.port, real).await;
+    assert_eq!(answer.header("surrogate-key"), Some("aq_jaen"));
+    assert_eq!(raw_get(stack.cache.port, real).await.status, 200);
 
     let mut redis = RedisServer::shared().client().await;
-    // Writes to Redis follow the responses: wait until both entries are there.
-    let stored = integration_tests::redis::entry_keys(&mut redis, &stack.key_prefix, 2).await;
-    assert_eq!(stored.len(), 2, "{stored:?}");
+    // Writes to Redis follow the responses: wait for the one entry stored.
+    let stored = integration_tests::redis::entry_keys(&mut redis, &stack.key_prefix, 1).await;
+    assert_eq!(stored.len(), 1, "the 404s are not stored: {stored:?}");
     let all = keys(&mut redis, &stack.key_prefix).await;
     let invented: Vec<&String> = all.iter().filter(|k| k.contains("zz_made_up")).collect();
     assert!(invented.is_empty(), "{invented:?}");

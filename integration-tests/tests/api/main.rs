@@ -7,6 +7,7 @@
 
 mod binaries;
 mod cache;
+mod data;
 mod deployment;
 mod hardening;
 mod http_cache;

@@ -3,27 +3,13 @@
 use std::time::Duration;
 
 use integration_tests::apps::{spawn_rest, vars};
-use integration_tests::{PostgresServer, eventually, repo_root};
+use integration_tests::{PostgresServer, eventually};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-/// The CSV as (time, station, six readings), in file order.
-type CsvRow = (PrimitiveDateTime, String, [Option<f64>; 6]);
-
-fn csv() -> Vec<CsvRow> {
-    let text = std::fs::read_to_string(repo_root().join("postgres/air_quality.csv")).unwrap();
-    let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]");
-    text.lines()
-        .skip(1)
-        .map(|line| {
-            let fields: Vec<&str> = line.split(',').collect();
-            let time = PrimitiveDateTime::parse(fields[0], format).unwrap();
-            let readings = std::array::from_fn(|i| fields[2 + i].parse::<f64>().ok());
-            (time, fields[1].to_owned(), readings)
-        })
-        .collect()
+fn csv() -> Vec<integration_tests::CsvRow> {
+    integration_tests::committed_rows()
 }
 
 fn time_of(row: &Value) -> PrimitiveDateTime {
@@ -102,7 +88,21 @@ async fn stations_can_be_filtered_one_or_several_at_a_time() {
     assert!(jaen.iter().all(|r| r["id_entity"] == "aq_jaen"));
     let two = rows(&rest, "?id_entity=aq_jaen,aq_nevero").await;
     assert_eq!(two.len(), 2 * jaen.len());
-    assert!(rows(&rest, "?id_entity=aq_nowhere").await.is_empty());
+    let unknown = rest.get("/air_quality?id_entity=aq_jaen,aq_nowhere").await;
+    assert_eq!(unknown.status(), 404, "a station that does not exist");
+    let problem: Value = unknown.json().await.unwrap();
+    assert_eq!(
+        problem["unknown_stations"],
+        serde_json::json!(["aq_nowhere"])
+    );
+}
+
+#[tokio::test]
+async fn a_station_without_measurements_matches_nothing_and_is_no_error() {
+    let db = PostgresServer::shared().create_database();
+    db.add_station("aq_empty").await;
+    let rest = spawn_rest(db.rest_env()).await;
+    assert!(rows(&rest, "?id_entity=aq_empty").await.is_empty());
 }
 
 #[tokio::test]

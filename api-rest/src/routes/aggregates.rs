@@ -1,0 +1,51 @@
+//! `GET /air_quality/aggregates`: per station and bucket, coverage and
+//! per-pollutant mean, min, max and p95, streamed (see [`crate::aggregate`]).
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method};
+
+use super::AppState;
+use super::by_station::{Opened, invalid, open};
+use crate::aggregate::{self, AggregateQuery, MAX_BUCKETS, PlanError};
+use crate::error::ApiError;
+
+pub(super) async fn aggregates(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = AggregateQuery::parse(raw.as_deref()).map_err(ApiError::InvalidParameters)?;
+    let canonical = format!("aggregates?{}", query.canonical());
+    let (mut snapshot, answer) = match open(&state, &headers, &query.stations, &canonical).await? {
+        Opened::NotModified(response) => return Ok(response),
+        Opened::Read(snapshot, answer) => (snapshot, answer),
+    };
+    let ranges = aggregate::plan(&mut snapshot, &query)
+        .await
+        .map_err(|error| plan_error(error, &query))?;
+    let ids = ranges.iter().map(|r| r.id_entity.as_str());
+    let headers = answer.headers("application/json", ids, false);
+    if method == Method::HEAD {
+        return Ok(headers.into_response());
+    }
+    let body = Body::from_stream(aggregate::stream(snapshot, query.interval, ranges));
+    Ok((headers, body).into_response())
+}
+
+fn plan_error(error: PlanError, query: &AggregateQuery) -> ApiError {
+    match error {
+        PlanError::Database(error) => ApiError::from(error),
+        PlanError::TooManyBuckets(count) => invalid(
+            "interval",
+            query.interval.as_str(),
+            format!(
+                "this would make about {count} buckets; at most {MAX_BUCKETS}: narrow from and to, \
+                 name fewer stations or choose a longer interval"
+            ),
+        ),
+        PlanError::UnknownZone { .. } => ApiError::Internal(error.to_string()),
+    }
+}

@@ -1,0 +1,35 @@
+//! `GET /air_quality/aqi?standard=eaqi|us-epa`: per station, the current
+//! Air Quality Index with its category, each pollutant's sub-index and the
+//! dominant pollutant, as JSON or GeoJSON (see [`crate::aqi`]).
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use http::HeaderMap;
+
+use super::AppState;
+use super::by_station::{Opened, StationsRequest, collection, open};
+use crate::aqi::{self, Standard};
+use crate::error::ApiError;
+
+pub(super) async fn aqi(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let request = StationsRequest::parse(raw.as_deref(), &headers, &["standard"], |params| {
+        params
+            .get("standard", Standard::parse)
+            .unwrap_or(Standard::Eaqi)
+    })?;
+    let standard = request.extra;
+    let canonical = request.canonical("aqi", &format!("standard={}", standard.as_str()));
+    let (mut snapshot, answer) =
+        match open(&state, &headers, &request.filter.ids, &canonical).await? {
+            Opened::NotModified(response) => return Ok(response),
+            Opened::Read(snapshot, answer) => (snapshot, answer),
+        };
+    let indices = aqi::read(&mut snapshot, &request.filter, standard).await?;
+    Ok(collection(&answer, request.format, &indices, |i| {
+        &i.station.id_entity
+    }))
+}

@@ -1,0 +1,29 @@
+//! `GET /air_quality/latest`: per station, the latest reading of each
+//! pollutant with its own time, as JSON or GeoJSON.
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use http::HeaderMap;
+
+use super::AppState;
+use super::by_station::{Opened, StationsRequest, collection, open};
+use crate::error::ApiError;
+use crate::latest;
+
+pub(super) async fn latest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let request = StationsRequest::parse(raw.as_deref(), &headers, &[], |_| ())?;
+    let canonical = request.canonical("latest", "");
+    let (mut snapshot, answer) =
+        match open(&state, &headers, &request.filter.ids, &canonical).await? {
+            Opened::NotModified(response) => return Ok(response),
+            Opened::Read(snapshot, answer) => (snapshot, answer),
+        };
+    let stations = latest::read(&mut snapshot, &request.filter).await?;
+    Ok(collection(&answer, request.format, &stations, |s| {
+        &s.station.id_entity
+    }))
+}
