@@ -17,6 +17,9 @@ pub enum ApiError {
     /// Station ids a request names that no station has.
     #[error("unknown stations")]
     UnknownStations(Vec<String>),
+    /// `Accept` allows none of the media types the endpoint answers in.
+    #[error("not acceptable")]
+    NotAcceptable(Vec<&'static str>),
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("the database query failed")]
@@ -84,6 +87,17 @@ impl IntoResponse for ApiError {
                     .with_extension("unknown_stations", ids)
                     .into_response()
             }
+            Self::NotAcceptable(offered) => Problem::typed(
+                StatusCode::NOT_ACCEPTABLE,
+                "not-acceptable",
+                "Not acceptable",
+            )
+            .with_detail(format!(
+                "This endpoint answers in {}; ask for one in Accept or with the format parameter.",
+                offered.join(", ")
+            ))
+            .with_extension("available", offered)
+            .into_response(),
             Self::DatabaseUnavailable(error) => {
                 tracing::warn!(error = %error, "database unavailable");
                 let mut response = Problem::typed(

@@ -6,12 +6,11 @@
 //! holds, and never out of date.
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
 use sqlx::{Postgres, QueryBuilder};
 use time::PrimitiveDateTime;
 
-use crate::measurement::{POLLUTANTS, unit};
-use crate::params::show;
+use crate::encode::{CsvRow, Location, Record};
+use crate::measurement::{POLLUTANTS, PerPollutant, as_utc_rfc3339, unit};
 use crate::stations::{STATION_COLUMNS, Station, StationFilter};
 use crate::store::Snapshot;
 
@@ -20,8 +19,45 @@ use crate::store::Snapshot;
 pub struct StationLatest {
     #[serde(flatten)]
     pub station: Station,
-    /// Per pollutant: `{value, unit, time_instant}`, or null when it never had one.
-    pub readings: Map<String, Value>,
+    /// Per pollutant, null when it never had a reading.
+    pub readings: PerPollutant<Reading>,
+}
+
+/// The latest non-empty value of one pollutant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reading {
+    pub value: f64,
+    pub unit: &'static str,
+    #[serde(serialize_with = "as_utc_rfc3339")]
+    pub time_instant: PrimitiveDateTime,
+}
+
+impl Record for StationLatest {
+    const LOCATED: bool = true;
+
+    /// The station, then per pollutant its value and its time (`so2`,
+    /// `so2_time_instant`, …); units as in JSON: µg/m³, CO mg/m³.
+    fn csv_header(row: &mut CsvRow<'_>) {
+        row.names(&Station::CSV_HEADER);
+        for pollutant in POLLUTANTS {
+            row.text(pollutant);
+            row.text(&format!("{pollutant}_time_instant"));
+        }
+        row.end();
+    }
+
+    fn csv_row(&self, row: &mut CsvRow<'_>) {
+        self.station.csv_fields(row);
+        for (_, reading) in self.readings.iter() {
+            row.opt_number(reading.map(|r| r.value));
+            row.opt_time(reading.map(|r| r.time_instant));
+        }
+        row.end();
+    }
+
+    fn location(&self) -> Option<Location<'_>> {
+        Some(self.station.location())
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -59,13 +95,9 @@ fn group(rows: Vec<Row>) -> Vec<StationLatest> {
             .last()
             .is_none_or(|s| s.station.id_entity != row.station.id_entity)
         {
-            let readings = POLLUTANTS
-                .iter()
-                .map(|p| ((*p).to_owned(), Value::Null))
-                .collect();
             stations.push(StationLatest {
                 station: row.station,
-                readings,
+                readings: PerPollutant::default(),
             });
         }
         if let (Some(pollutant), Some(time), Some(value), Some(station)) = (
@@ -74,9 +106,12 @@ fn group(rows: Vec<Row>) -> Vec<StationLatest> {
             row.value,
             stations.last_mut(),
         ) {
-            let reading =
-                json!({ "value": value, "unit": unit(&pollutant), "time_instant": show(time) });
-            station.readings.insert(pollutant, reading);
+            let reading = Reading {
+                value,
+                unit: unit(&pollutant),
+                time_instant: time,
+            };
+            station.readings.set(&pollutant, reading);
         }
     }
     stations
@@ -124,13 +159,14 @@ mod tests {
         ];
         let latest = group(rows);
         assert_eq!(latest.len(), 2);
-        assert_eq!(latest[0].readings.len(), 6);
+        let json = serde_json::to_value(&latest[0].readings).unwrap();
+        assert_eq!(json.as_object().unwrap().len(), 6);
         assert_eq!(
-            latest[0].readings["co"],
-            json!({"value": 0.3, "unit": "mg/m³", "time_instant": "2016-10-01T05:00:00Z"})
+            json["co"],
+            serde_json::json!({"value": 0.3, "unit": "mg/m³", "time_instant": "2016-10-01T05:00:00Z"})
         );
-        assert_eq!(latest[0].readings["no2"]["unit"], "µg/m³");
-        assert_eq!(latest[0].readings["so2"], Value::Null);
-        assert!(latest[1].readings.values().all(Value::is_null));
+        assert_eq!(json["no2"]["unit"], "µg/m³");
+        assert_eq!(json["so2"], serde_json::Value::Null);
+        assert!(latest[1].readings.iter().all(|(_, r)| r.is_none()));
     }
 }

@@ -1,8 +1,12 @@
-//! One row of `air_quality_measurements` and its JSON form.
+//! One row of `air_quality_measurements`, its JSON and CSV forms, and values
+//! kept per pollutant.
 
+use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use time::PrimitiveDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::encode::{CsvRow, Record};
 
 /// A measurement as stored; `None` is an empty reading (JSON `null`).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
@@ -38,6 +42,75 @@ impl Measurement {
     /// The values in [`POLLUTANTS`] order.
     pub fn values(&self) -> [Option<f64>; 6] {
         [self.so2, self.no2, self.co, self.o3, self.pm10, self.pm2_5]
+    }
+}
+
+impl Record for Measurement {
+    fn csv_header(row: &mut CsvRow<'_>) {
+        row.names(&[
+            "time_instant",
+            "id_entity",
+            "so2",
+            "no2",
+            "co",
+            "o3",
+            "pm10",
+            "pm2_5",
+        ]);
+        row.end();
+    }
+
+    fn csv_row(&self, row: &mut CsvRow<'_>) {
+        row.time(self.time_instant);
+        row.text(&self.id_entity);
+        for value in self.values() {
+            row.opt_number(value);
+        }
+        row.end();
+    }
+}
+
+/// One value per pollutant, in [`POLLUTANTS`] order. Its JSON is an object
+/// naming every pollutant, null where there is no value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerPollutant<T>(pub [Option<T>; 6]);
+
+impl<T> Default for PerPollutant<T> {
+    fn default() -> Self {
+        Self([None, None, None, None, None, None])
+    }
+}
+
+impl<T> PerPollutant<T> {
+    /// The value of `pollutant`, by name.
+    pub fn get(&self, pollutant: &str) -> Option<&T> {
+        let index = POLLUTANTS.iter().position(|p| *p == pollutant)?;
+        self.0[index].as_ref()
+    }
+
+    /// Sets the value of `pollutant`; an unknown name is ignored.
+    pub fn set(&mut self, pollutant: &str, value: T) {
+        if let Some(index) = POLLUTANTS.iter().position(|p| *p == pollutant) {
+            self.0[index] = Some(value);
+        }
+    }
+
+    /// `(pollutant, value)` in column order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, Option<&T>)> {
+        POLLUTANTS
+            .iter()
+            .copied()
+            .zip(self.0.iter().map(Option::as_ref))
+    }
+}
+
+impl<T: Serialize> Serialize for PerPollutant<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(POLLUTANTS.len()))?;
+        for (pollutant, value) in self.iter() {
+            map.serialize_entry(pollutant, &value)?;
+        }
+        map.end()
     }
 }
 
@@ -82,6 +155,38 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
             r#"{"time_instant":"2016-10-01T00:00:00.004Z","id_entity":"aq_salvia","so2":6.801,"no2":null,"co":0.6574,"o3":null,"pm10":20.1,"pm2_5":null}"#
+        );
+    }
+
+    #[test]
+    fn csv_rows_follow_the_json_fields() {
+        let m = Measurement {
+            time_instant: datetime!(2016-10-01 00:00:00.004),
+            id_entity: "aq_salvia".into(),
+            so2: Some(6.801),
+            no2: None,
+            co: Some(0.6574),
+            o3: None,
+            pm10: Some(20.1),
+            pm2_5: None,
+        };
+        let csv = crate::encode::single(crate::encode::Format::Csv, &m).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&csv).unwrap(),
+            "time_instant,id_entity,so2,no2,co,o3,pm10,pm2_5\r\n\
+             2016-10-01T00:00:00.004Z,aq_salvia,6.801,,0.6574,,20.1,\r\n"
+        );
+    }
+
+    #[test]
+    fn per_pollutant_values_name_every_pollutant() {
+        let mut values = PerPollutant::<u32>::default();
+        values.set("co", 7);
+        values.set("unknown", 9);
+        assert_eq!(values.get("co"), Some(&7));
+        assert_eq!(
+            serde_json::to_string(&values).unwrap(),
+            r#"{"so2":null,"no2":null,"co":7,"o3":null,"pm10":null,"pm2_5":null}"#
         );
     }
 

@@ -3,10 +3,21 @@
 
 use time::PrimitiveDateTime;
 
+use crate::encode::{Format, offered};
+use crate::measurement::Measurement;
+use crate::page::Cursor;
 use crate::params::{self, InvalidParam, Params, show};
 
 /// The parameters `/air_quality` accepts.
-pub const PARAMETERS: &[&str] = &["id_entity", "from", "to", "order", "limit"];
+pub const PARAMETERS: &[&str] = &[
+    "id_entity",
+    "from",
+    "to",
+    "order",
+    "limit",
+    "cursor",
+    "format",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
@@ -23,13 +34,45 @@ pub struct MeasurementQuery {
     pub to: Option<PrimitiveDateTime>,
     pub order: Order,
     pub limit: Option<u64>,
+    /// The key of the last row of the previous page (`cursor`).
+    pub after: Option<RowKey>,
+    /// The `format` parameter, if given.
+    pub format: Option<Format>,
+}
+
+/// What rows are ordered by, unique together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowKey {
+    pub time_instant: PrimitiveDateTime,
+    pub id_entity: String,
+}
+
+impl RowKey {
+    /// The cursor after this row, for a query whose filters are `filters`.
+    pub fn cursor(&self, filters: &str) -> Cursor {
+        Cursor::new(
+            vec![show(self.time_instant), self.id_entity.clone()],
+            filters,
+        )
+    }
+
+    fn from_cursor(cursor: &Cursor) -> Result<Self, String> {
+        let not_ours = "not a cursor from this API: use the Link of a previous page";
+        match cursor.key.as_slice() {
+            [time, id] if params::is_station_id(id) => Ok(Self {
+                time_instant: params::instant(time).map_err(|_| not_ours)?,
+                id_entity: id.clone(),
+            }),
+            _ => Err(not_ours.into()),
+        }
+    }
 }
 
 impl MeasurementQuery {
     /// Parses a raw query string (without `?`). `max_limit` bounds `limit`.
     pub fn parse(raw: Option<&str>, max_limit: u64) -> Result<Self, Vec<InvalidParam>> {
         let mut params = Params::parse(raw, PARAMETERS);
-        let query = Self {
+        let mut query = Self {
             stations: params
                 .get("id_entity", params::stations)
                 .unwrap_or_default(),
@@ -37,17 +80,25 @@ impl MeasurementQuery {
             to: params.get("to", params::instant),
             order: params.get("order", parse_order).unwrap_or_default(),
             limit: params.get("limit", |v| parse_limit(v, max_limit)),
+            after: None,
+            format: params.get("format", |v| {
+                Format::parse_among(v, offered::<Measurement>())
+            }),
         };
         check_range(&mut params, query.from, query.to);
+        let filters = query.filters();
+        query.after = params.get("cursor", |v| {
+            RowKey::from_cursor(&Cursor::decode(v, &filters, 2)?)
+        });
         params.finish(query)
     }
 
-    /// One text per distinct result set: stations sorted and deduplicated, every
-    /// field spelled out. The ETag is derived from it.
-    pub fn canonical(&self) -> String {
+    /// What picks and orders the rows, spelled out: the query a cursor
+    /// belongs to (the page size may change from page to page).
+    pub fn filters(&self) -> String {
         let show_opt = |t: Option<PrimitiveDateTime>| t.map(show).unwrap_or_default();
         format!(
-            "id_entity={}&from={}&to={}&order={}&limit={}",
+            "id_entity={}&from={}&to={}&order={}",
             canonical_stations(&self.stations),
             show_opt(self.from),
             show_opt(self.to),
@@ -55,6 +106,20 @@ impl MeasurementQuery {
                 Order::Asc => "asc",
                 Order::Desc => "desc",
             },
+        )
+    }
+
+    /// One text per distinct result set: stations sorted and deduplicated, every
+    /// field spelled out. The ETag is derived from it.
+    pub fn canonical(&self) -> String {
+        let after = self
+            .after
+            .as_ref()
+            .map(|k| format!("{}/{}", show(k.time_instant), k.id_entity))
+            .unwrap_or_default();
+        format!(
+            "{}&limit={}&after={after}",
+            self.filters(),
             self.limit.map(|l| l.to_string()).unwrap_or_default()
         )
     }
@@ -203,6 +268,27 @@ mod tests {
         assert_ne!(
             parse("limit=5").unwrap().canonical(),
             parse("limit=6").unwrap().canonical()
+        );
+    }
+
+    #[test]
+    fn a_cursor_reads_back_for_the_same_filters_only() {
+        let key = RowKey {
+            time_instant: datetime!(2016-10-01 00:00:00.004),
+            id_entity: "aq_jaen".into(),
+        };
+        let first = parse("id_entity=aq_jaen&limit=2").unwrap();
+        let cursor = key.cursor(&first.filters()).encode();
+        let next = parse(&format!("id_entity=aq_jaen&limit=5&cursor={cursor}")).unwrap();
+        assert_eq!(next.after, Some(key));
+        assert_ne!(next.canonical(), first.canonical());
+        assert_eq!(
+            rejected(&format!("id_entity=aq_salvia&cursor={cursor}")),
+            [("cursor".into(), cursor.clone())]
+        );
+        assert_eq!(
+            rejected(&format!("order=desc&cursor={cursor}")),
+            [("cursor".into(), cursor)]
         );
     }
 

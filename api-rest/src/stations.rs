@@ -1,12 +1,12 @@
 //! Stations: what the `stations` table holds, how a request picks some
-//! (`id_entity`, `bbox`, `near` + `radius_km`), and their JSON and GeoJSON
-//! (RFC 7946) forms, shared by every endpoint that answers per station.
+//! (`id_entity`, `bbox`, `near` + `radius_km`), and their columns and place
+//! in every format, shared by every endpoint that answers per station.
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
 use sqlx::{Postgres, QueryBuilder};
 use time::PrimitiveDateTime;
 
+use crate::encode::{CsvRow, Location, Record};
 use crate::measurement::as_utc_rfc3339_opt;
 use crate::params::{self, BoundingBox, Near, Params};
 use crate::query::canonical_stations;
@@ -32,6 +32,41 @@ pub struct Station {
 /// The columns of [`Station`], for `s`, the stations table.
 pub const STATION_COLUMNS: &str = "s.id_entity, s.name, s.latitude, s.longitude, s.elevation_m, s.area, s.station_type, s.timezone";
 
+impl Station {
+    /// The CSV names of a station's columns.
+    pub const CSV_HEADER: [&str; 8] = [
+        "id_entity",
+        "name",
+        "latitude",
+        "longitude",
+        "elevation_m",
+        "area",
+        "station_type",
+        "timezone",
+    ];
+
+    /// The station's CSV fields, in [`Station::CSV_HEADER`] order.
+    pub fn csv_fields(&self, row: &mut CsvRow<'_>) {
+        row.text(&self.id_entity);
+        row.text(&self.name);
+        row.number(self.latitude);
+        row.number(self.longitude);
+        row.opt_number(self.elevation_m);
+        row.text(&self.area);
+        row.text(&self.station_type);
+        row.text(&self.timezone);
+    }
+
+    /// Where it is, for GeoJSON.
+    pub fn location(&self) -> Location<'_> {
+        Location {
+            id: &self.id_entity,
+            longitude: self.longitude,
+            latitude: self.latitude,
+        }
+    }
+}
+
 /// A station as `/stations` lists it: with the span of its measurements and,
 /// for `near`, its distance.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
@@ -45,6 +80,28 @@ pub struct StationListing {
     pub last_measurement: Option<PrimitiveDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distance_km: Option<f64>,
+}
+
+impl Record for StationListing {
+    const LOCATED: bool = true;
+
+    fn csv_header(row: &mut CsvRow<'_>) {
+        row.names(&Station::CSV_HEADER);
+        row.names(&["first_measurement", "last_measurement", "distance_km"]);
+        row.end();
+    }
+
+    fn csv_row(&self, row: &mut CsvRow<'_>) {
+        self.station.csv_fields(row);
+        row.opt_time(self.first_measurement);
+        row.opt_time(self.last_measurement);
+        row.opt_number(self.distance_km);
+        row.end();
+    }
+
+    fn location(&self) -> Option<Location<'_>> {
+        Some(self.station.location())
+    }
 }
 
 /// Which stations a request is about; empty means all.
@@ -170,49 +227,9 @@ pub async fn list(
     sql.build_query_as().fetch_all(snapshot.connection()).await
 }
 
-/// A JSON object with `latitude` and `longitude` as a GeoJSON Feature: the
-/// point (lon, lat: RFC 7946 order) as geometry, the rest as properties.
-pub fn feature(object: Value) -> Value {
-    let Value::Object(mut properties) = object else {
-        return object;
-    };
-    let longitude = properties.remove("longitude").unwrap_or(Value::Null);
-    let latitude = properties.remove("latitude").unwrap_or(Value::Null);
-    let id = properties.get("id_entity").cloned().unwrap_or(Value::Null);
-    json!({
-        "type": "Feature",
-        "id": id,
-        "geometry": { "type": "Point", "coordinates": [longitude, latitude] },
-        "properties": Value::Object(properties),
-    })
-}
-
-/// Objects as a GeoJSON FeatureCollection.
-pub fn feature_collection(objects: Vec<Value>) -> Value {
-    let features: Vec<Value> = objects.into_iter().map(feature).collect();
-    let mut collection = Map::new();
-    collection.insert("type".into(), "FeatureCollection".into());
-    collection.insert("features".into(), Value::Array(features));
-    Value::Object(collection)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_feature_puts_lon_before_lat_and_keeps_the_rest_as_properties() {
-        let feature = feature(json!({
-            "id_entity": "aq_jaen", "latitude": 37.779, "longitude": -3.787, "name": "Jaén"
-        }));
-        assert_eq!(feature["type"], "Feature");
-        assert_eq!(feature["id"], "aq_jaen");
-        assert_eq!(feature["geometry"]["coordinates"], json!([-3.787, 37.779]));
-        assert_eq!(
-            feature["properties"],
-            json!({"id_entity": "aq_jaen", "name": "Jaén"})
-        );
-    }
 
     #[test]
     fn filters_are_bound_and_a_box_across_the_antimeridian_is_an_or() {

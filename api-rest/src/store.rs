@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::measurement::{COLUMNS, Measurement};
-use crate::query::{MeasurementQuery, Order};
+use crate::query::{MeasurementQuery, Order, RowKey};
 use service_kit::ConfigError;
 
 #[derive(Debug, Clone)]
@@ -196,6 +196,32 @@ impl Snapshot {
         .await
     }
 
+    /// The key of the last row of the page `query` asks for, when more rows
+    /// follow it: a probe of the time index (`OFFSET limit - 1 LIMIT 2`),
+    /// in this snapshot, so it agrees with the rows read next.
+    pub async fn last_of_page(
+        &mut self,
+        query: &MeasurementQuery,
+    ) -> Result<Option<RowKey>, sqlx::Error> {
+        let Some(limit) = query.limit else {
+            return Ok(None);
+        };
+        let mut sql = select(query, "time_instant, id_entity");
+        // `limit` is at most QUERY_MAX_LIMIT, far below i64::MAX.
+        sql.push(" OFFSET ")
+            .push_bind(i64::try_from(limit - 1).unwrap_or(i64::MAX))
+            .push(" LIMIT 2");
+        let rows: Vec<(time::PrimitiveDateTime, String)> =
+            sql.build_query_as().fetch_all(&mut *self.tx).await?;
+        Ok(match rows.as_slice() {
+            [(time_instant, id_entity), _] => Some(RowKey {
+                time_instant: *time_instant,
+                id_entity: id_entity.clone(),
+            }),
+            _ => None,
+        })
+    }
+
     /// The measurements matching `query`, read from the database as the caller
     /// consumes them (never all in memory). Ordered by time, then station.
     pub fn measurements(
@@ -204,7 +230,8 @@ impl Snapshot {
     ) -> impl Stream<Item = Result<Measurement, sqlx::Error>> + Send + 'static {
         let mut tx = self.tx;
         async_stream::try_stream! {
-            let mut sql = select(&query);
+            let mut sql = select(&query, COLUMNS);
+            push_limit(&mut sql, query.limit);
             {
                 let mut rows = sql.build_query_as::<Measurement>().fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await? {
@@ -216,9 +243,10 @@ impl Snapshot {
     }
 }
 
-/// `SELECT ... WHERE ... ORDER BY ... LIMIT ...` with every value bound as a parameter.
-fn select(query: &MeasurementQuery) -> QueryBuilder<Postgres> {
-    let mut sql = QueryBuilder::new(format!("SELECT {COLUMNS} FROM air_quality_measurements"));
+/// `SELECT columns ... WHERE ... ORDER BY ...` with every value bound as a
+/// parameter.
+fn select(query: &MeasurementQuery, columns: &str) -> QueryBuilder<Postgres> {
+    let mut sql = QueryBuilder::new(format!("SELECT {columns} FROM air_quality_measurements"));
     let mut glue = " WHERE ";
     if !query.stations.is_empty() {
         sql.push(glue)
@@ -233,17 +261,34 @@ fn select(query: &MeasurementQuery) -> QueryBuilder<Postgres> {
     }
     if let Some(to) = query.to {
         sql.push(glue).push("time_instant < ").push_bind(to);
+        glue = " AND ";
+    }
+    if let Some(after) = &query.after {
+        // A row comparison: the time index seeks straight to the key.
+        let beyond = match query.order {
+            Order::Asc => "(time_instant, id_entity) > (",
+            Order::Desc => "(time_instant, id_entity) < (",
+        };
+        sql.push(glue)
+            .push(beyond)
+            .push_bind(after.time_instant)
+            .push(", ")
+            .push_bind(after.id_entity.clone())
+            .push(")");
     }
     sql.push(match query.order {
         Order::Asc => " ORDER BY time_instant ASC, id_entity ASC",
         Order::Desc => " ORDER BY time_instant DESC, id_entity DESC",
     });
-    if let Some(limit) = query.limit {
+    sql
+}
+
+fn push_limit(sql: &mut QueryBuilder<Postgres>, limit: Option<u64>) {
+    if let Some(limit) = limit {
         // `limit` is at most QUERY_MAX_LIMIT, far below i64::MAX.
         sql.push(" LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
     }
-    sql
 }
 
 #[cfg(test)]
@@ -253,7 +298,7 @@ mod tests {
 
     #[test]
     fn the_bare_query_has_no_filter_and_the_default_order() {
-        let sql = select(&MeasurementQuery::default()).into_string();
+        let sql = select(&MeasurementQuery::default(), COLUMNS).into_string();
         assert_eq!(
             sql,
             format!(
@@ -270,12 +315,20 @@ mod tests {
             to: Some(datetime!(2016-10-02 0:00)),
             order: Order::Desc,
             limit: Some(3),
+            after: Some(RowKey {
+                time_instant: datetime!(2016-10-01 12:00),
+                id_entity: "aq_jaen".into(),
+            }),
+            format: None,
         };
-        let sql = select(&query).into_string();
+        let mut sql = select(&query, COLUMNS);
+        push_limit(&mut sql, query.limit);
+        let sql = sql.into_string();
         assert!(
             sql.ends_with(
                 "WHERE id_entity = ANY($1) AND time_instant >= $2 AND time_instant < $3 \
-             ORDER BY time_instant DESC, id_entity DESC LIMIT $4"
+             AND (time_instant, id_entity) < ($4, $5) \
+             ORDER BY time_instant DESC, id_entity DESC LIMIT $6"
             ),
             "{sql}"
         );

@@ -15,21 +15,23 @@
 pub mod buckets;
 pub mod tally;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, TryStreamExt};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use self::buckets::{Bucket, Interval, local_rfc3339};
-use self::tally::{Tally, round};
+use self::tally::{Stats, Tally, round};
+use crate::encode::{CsvRow, Format, Record, offered};
+use crate::error::ApiError;
+use crate::measurement::{POLLUTANTS, PerPollutant};
 use crate::params::{self, InvalidParam, Params, show};
 use crate::query::{canonical_stations, check_range};
 use crate::store::Snapshot;
 
 /// The parameters `/air_quality/aggregates` accepts.
-pub const PARAMETERS: &[&str] = &["interval", "from", "to", "id_entity", "tz"];
+pub const PARAMETERS: &[&str] = &["interval", "from", "to", "id_entity", "tz", "format"];
 
 /// Most buckets one answer may hold, over all its stations.
 pub const MAX_BUCKETS: i64 = 100_000;
@@ -43,6 +45,8 @@ pub struct AggregateQuery {
     pub stations: Vec<String>,
     /// The zone every bucket is computed in; `None`: each station's own.
     pub tz: Option<Zone>,
+    /// The `format` parameter, if given.
+    pub format: Option<Format>,
 }
 
 /// An IANA time zone and its name.
@@ -75,6 +79,7 @@ impl AggregateQuery {
                 .get("id_entity", params::stations)
                 .unwrap_or_default(),
             tz: params.get("tz", Zone::named),
+            format: params.get("format", |v| Format::parse_among(v, offered::<Summary>())),
         };
         check_range(&mut params, query.from, query.to);
         params.finish(query)
@@ -195,19 +200,18 @@ pub async fn plan(
     Ok(ranges)
 }
 
-/// The answer as a JSON array, one object per bucket, station after station.
+/// The buckets, one record each, station after station, read as the
+/// caller consumes them.
 pub fn stream(
     snapshot: Snapshot,
     interval: Interval,
     ranges: Vec<StationRange>,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+) -> impl Stream<Item = Result<Summary, ApiError>> + Send + 'static {
+    let internal = |error: jiff::Error| ApiError::Internal(error.to_string());
     async_stream::try_stream! {
         let mut snapshot = snapshot;
-        let mut out = BytesMut::with_capacity(32 * 1024);
-        out.put_slice(b"[");
-        let mut first = true;
         for range in &ranges {
-            let mut folder = Folder::new(range, interval).map_err(std::io::Error::other)?;
+            let mut folder = Folder::new(range, interval).map_err(internal)?;
             let mut rows = sqlx::query_as::<_, Reading>(
                 "SELECT time_instant, so2, no2, co, o3, pm10, pm2_5 \
                    FROM air_quality_measurements \
@@ -218,29 +222,81 @@ pub fn stream(
             .bind(primitive(range.start))
             .bind(primitive(range.end))
             .fetch(snapshot.connection());
-            while let Some(row) = rows.try_next().await.map_err(std::io::Error::other)? {
-                for bucket in folder.add(&row).map_err(std::io::Error::other)? {
-                    write(&mut out, &mut first, &bucket);
-                }
-                if out.len() >= 32 * 1024 {
-                    yield out.split().freeze();
+            while let Some(row) = rows.try_next().await? {
+                for bucket in folder.add(&row).map_err(internal)? {
+                    yield bucket;
                 }
             }
             drop(rows);
-            for bucket in folder.finish().map_err(std::io::Error::other)? {
-                write(&mut out, &mut first, &bucket);
+            for bucket in folder.finish().map_err(internal)? {
+                yield bucket;
             }
         }
-        out.put_slice(b"\n]\n");
-        yield out.freeze();
-        snapshot.finish().await.map_err(std::io::Error::other)?;
+        snapshot.finish().await?;
     }
 }
 
-fn write(out: &mut BytesMut, first: &mut bool, bucket: &Value) {
-    out.put_slice(if *first { b"\n" } else { b",\n" });
-    *first = false;
-    let _ = serde_json::to_writer(out.writer(), bucket);
+/// One bucket of one station.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub id_entity: String,
+    /// The zone the bucket is on the clock of.
+    pub tz: String,
+    /// RFC 3339 with the zone's offset.
+    pub start: String,
+    pub end: String,
+    /// Whether it lies wholly inside both the range and the data.
+    pub complete: bool,
+    /// Rows in the bucket.
+    pub count: u64,
+    /// Hourly readings the bucket can hold.
+    pub expected: i64,
+    /// Hours with a reading / `expected`, four decimals.
+    pub coverage: f64,
+    /// Per pollutant, null where it has no value in the bucket.
+    pub pollutants: PerPollutant<Stats>,
+}
+
+impl Record for Summary {
+    /// The bucket, then per pollutant `so2_count`, `so2_mean`, `so2_min`,
+    /// `so2_max`, `so2_p95` (units as in JSON: µg/m³, CO mg/m³).
+    fn csv_header(row: &mut CsvRow<'_>) {
+        row.names(&[
+            "id_entity",
+            "tz",
+            "start",
+            "end",
+            "complete",
+            "count",
+            "expected",
+            "coverage",
+        ]);
+        for pollutant in POLLUTANTS {
+            for figure in ["count", "mean", "min", "max", "p95"] {
+                row.text(&format!("{pollutant}_{figure}"));
+            }
+        }
+        row.end();
+    }
+
+    fn csv_row(&self, row: &mut CsvRow<'_>) {
+        row.text(&self.id_entity);
+        row.text(&self.tz);
+        row.text(&self.start);
+        row.text(&self.end);
+        row.boolean(self.complete);
+        row.integer(self.count);
+        row.integer(self.expected);
+        row.number(self.coverage);
+        for (_, stats) in self.pollutants.iter() {
+            row.opt_integer(stats.map(|s| s.count));
+            row.opt_number(stats.map(|s| s.mean));
+            row.opt_number(stats.map(|s| s.min));
+            row.opt_number(stats.map(|s| s.max));
+            row.opt_number(stats.map(|s| s.p95));
+        }
+        row.end();
+    }
 }
 
 /// Folds one station's rows, in time order, into its buckets.
@@ -262,7 +318,7 @@ impl<'a> Folder<'a> {
     }
 
     /// Adds a row; returns the buckets it closes.
-    fn add(&mut self, row: &Reading) -> Result<Vec<Value>, jiff::Error> {
+    fn add(&mut self, row: &Reading) -> Result<Vec<Summary>, jiff::Error> {
         let instant = timestamp(row.time_instant);
         let mut closed = Vec::new();
         while instant >= self.bucket.end {
@@ -274,7 +330,7 @@ impl<'a> Folder<'a> {
     }
 
     /// The buckets left up to the end of the range.
-    fn finish(mut self) -> Result<Vec<Value>, jiff::Error> {
+    fn finish(mut self) -> Result<Vec<Summary>, jiff::Error> {
         let mut closed = Vec::new();
         while self.bucket.start < self.range.end {
             closed.push(self.close()?);
@@ -282,16 +338,16 @@ impl<'a> Folder<'a> {
         Ok(closed)
     }
 
-    /// The current bucket as JSON; the next one becomes current.
-    fn close(&mut self) -> Result<Value, jiff::Error> {
+    /// The current bucket's summary; the next one becomes current.
+    fn close(&mut self) -> Result<Summary, jiff::Error> {
         let tally = std::mem::take(&mut self.tally);
-        let value = bucket_json(self.range, &self.bucket, tally);
+        let value = summary(self.range, &self.bucket, tally);
         self.bucket = self.bucket.next(self.interval, &self.range.zone.tz)?;
         Ok(value)
     }
 }
 
-fn bucket_json(range: &StationRange, bucket: &Bucket, mut tally: Tally) -> Value {
+fn summary(range: &StationRange, bucket: &Bucket, mut tally: Tally) -> Summary {
     let tz = &range.zone.tz;
     let expected = bucket.hours();
     let coverage = if expected > 0 {
@@ -299,21 +355,23 @@ fn bucket_json(range: &StationRange, bucket: &Bucket, mut tally: Tally) -> Value
     } else {
         0.0
     };
-    let pollutants: Map<String, Value> = tally
-        .stats()
-        .map(|(name, stats)| (name.to_owned(), json!(stats)))
-        .collect();
-    json!({
-        "id_entity": range.id_entity,
-        "tz": range.zone.name,
-        "start": local_rfc3339(bucket.start, tz),
-        "end": local_rfc3339(bucket.end, tz),
-        "complete": bucket.within(range.start, range.end),
-        "count": tally.rows,
-        "expected": expected,
-        "coverage": coverage,
-        "pollutants": pollutants,
-    })
+    let mut pollutants = PerPollutant::default();
+    for (pollutant, stats) in tally.stats() {
+        if let Some(stats) = stats {
+            pollutants.set(pollutant, stats);
+        }
+    }
+    Summary {
+        id_entity: range.id_entity.clone(),
+        tz: range.zone.name.clone(),
+        start: local_rfc3339(bucket.start, tz),
+        end: local_rfc3339(bucket.end, tz),
+        complete: bucket.within(range.start, range.end),
+        count: tally.rows,
+        expected,
+        coverage,
+        pollutants,
+    }
 }
 
 /// A stored time (UTC) as an instant.
@@ -381,6 +439,10 @@ mod tests {
             t += time::Duration::HOUR;
         }
         out.extend(folder.finish().unwrap());
+        let out: Vec<serde_json::Value> = out
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap())
+            .collect();
         assert_eq!(out.len(), 3);
         assert_eq!(out[0]["start"], "2016-10-29T00:00:00+02:00");
         assert_eq!(out[0]["complete"], false, "starts before the range");
@@ -388,12 +450,12 @@ mod tests {
         assert_eq!(out[1]["start"], "2016-10-30T00:00:00+02:00");
         assert_eq!(
             (out[1]["count"].clone(), out[1]["expected"].clone()),
-            (json!(25), json!(25))
+            (serde_json::json!(25), serde_json::json!(25))
         );
         assert_eq!(out[1]["coverage"], 1.0);
         assert_eq!(out[1]["complete"], true);
         assert_eq!(out[1]["pollutants"]["no2"]["mean"], 10.0);
-        assert_eq!(out[1]["pollutants"]["so2"], Value::Null);
+        assert_eq!(out[1]["pollutants"]["so2"], serde_json::Value::Null);
         assert_eq!(out[2]["count"], 0, "an outage shows");
         assert_eq!(out[2]["coverage"], 0.0);
         assert_eq!(out[2]["complete"], true);

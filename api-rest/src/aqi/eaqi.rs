@@ -92,6 +92,7 @@ pub(super) fn sub_indices(hours: &Hours) -> Vec<SubIndex> {
                 unit: "µg/m³".into(),
                 averaging,
                 index: band.level(value),
+                category: None,
             })
         })
         .collect()
@@ -160,6 +161,7 @@ mod tests {
             unit: "µg/m³".into(),
             averaging: "1h",
             index: 1,
+            category: None,
         };
         let present = [sub("no2"), sub("pm10")];
         assert!(enough("traffic", &present).is_ok());

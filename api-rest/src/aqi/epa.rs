@@ -161,6 +161,7 @@ pub(super) fn sub_indices(hours: &Hours) -> Vec<SubIndex> {
                 unit: scale.unit.clone(),
                 averaging,
                 index,
+                category: None,
             });
         }
     };

@@ -9,11 +9,13 @@
 mod eaqi;
 pub mod epa;
 
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use sqlx::{Postgres, QueryBuilder};
 use time::PrimitiveDateTime;
 
+use crate::encode::{CsvRow, Location, Record};
+use crate::measurement::POLLUTANTS;
 use crate::params::show;
 use crate::stations::{STATION_COLUMNS, Station, StationFilter};
 use crate::store::Snapshot;
@@ -95,8 +97,9 @@ impl Hours {
 }
 
 /// One pollutant's part of an index.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SubIndex {
+    #[serde(skip)]
     pub pollutant: &'static str,
     /// As the standard takes it: averaged, converted, truncated.
     pub concentration: f64,
@@ -104,7 +107,38 @@ pub struct SubIndex {
     /// `1h`, `8h`, `24h` or `nowcast`.
     pub averaging: &'static str,
     /// The EPA's 0–500 value, or the EAQI level (1–6).
+    #[serde(rename = "sub_index")]
     pub index: u32,
+    /// The name of the sub-index's category.
+    pub category: Option<&'static str>,
+}
+
+/// The sub-indices of an index; its JSON is an object keyed by pollutant,
+/// naming only the pollutants the standard has and the data allowed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SubIndices(pub Vec<SubIndex>);
+
+impl SubIndices {
+    pub fn get(&self, pollutant: &str) -> Option<&SubIndex> {
+        self.0.iter().find(|s| s.pollutant == pollutant)
+    }
+}
+
+impl Serialize for SubIndices {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for sub in &self.0 {
+            map.serialize_entry(sub.pollutant, sub)?;
+        }
+        map.end()
+    }
+}
+
+/// A category of a standard: its name and the color it is shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Category {
+    pub name: &'static str,
+    pub color: &'static str,
 }
 
 /// A station's index.
@@ -117,9 +151,9 @@ pub struct StationIndex {
     /// The reference hour: the one of the station's latest reading.
     pub time_instant: Option<String>,
     pub index: Option<u32>,
-    pub category: Option<Value>,
+    pub category: Option<Category>,
     pub dominant: Option<&'static str>,
-    pub pollutants: Map<String, Value>,
+    pub pollutants: SubIndices,
     /// Why there is no index, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -132,10 +166,13 @@ pub fn compute(
     reference: Option<PrimitiveDateTime>,
     hours: &Hours,
 ) -> StationIndex {
-    let subs = match standard {
+    let mut subs = match standard {
         Standard::Eaqi => eaqi::sub_indices(hours),
         Standard::UsEpa => epa::sub_indices(hours),
     };
+    for sub in &mut subs {
+        sub.category = category(standard, sub.index).map(|c| c.name);
+    }
     let mut reason = None;
     if reference.is_none() {
         reason = Some("no readings".to_owned());
@@ -154,37 +191,77 @@ pub fn compute(
             _ => Some(s),
         })
         .filter(|_| reason.is_none());
-    let pollutants = subs
-        .iter()
-        .map(|s| {
-            let value = json!({
-                "concentration": s.concentration,
-                "unit": s.unit,
-                "averaging": s.averaging,
-                "sub_index": s.index,
-                "category": category(standard, s.index).map(|c| c["name"].clone()),
-            });
-            (s.pollutant.to_owned(), value)
-        })
-        .collect();
+    let (index, dominant) = (worst.map(|w| w.index), worst.map(|w| w.pollutant));
     StationIndex {
         station,
         standard: standard.as_str(),
         standard_version: standard.version(),
         time_instant: reference.map(show),
-        index: worst.map(|w| w.index),
-        category: worst.and_then(|w| category(standard, w.index)),
-        dominant: worst.map(|w| w.pollutant),
-        pollutants,
+        index,
+        category: index.and_then(|i| category(standard, i)),
+        dominant,
+        pollutants: SubIndices(subs),
         reason,
     }
 }
 
-/// `{name, color}` of an index value.
-fn category(standard: Standard, index: u32) -> Option<Value> {
-    match standard {
-        Standard::Eaqi => eaqi::level(index).map(|l| json!({"name": l.name, "color": l.color})),
-        Standard::UsEpa => epa::category(index).map(|c| json!({"name": c.name, "color": c.color})),
+/// The category of an index value.
+fn category(standard: Standard, index: u32) -> Option<Category> {
+    let (name, color) = match standard {
+        Standard::Eaqi => eaqi::level(index).map(|l| (&l.name, &l.color))?,
+        Standard::UsEpa => epa::category(index).map(|c| (&c.name, &c.color))?,
+    };
+    Some(Category { name, color })
+}
+
+impl Record for StationIndex {
+    const LOCATED: bool = true;
+
+    /// The station, the index, then per pollutant (all six, empty where the
+    /// standard or the data has none) `so2_concentration`, `so2_unit`,
+    /// `so2_averaging`, `so2_sub_index`.
+    fn csv_header(row: &mut CsvRow<'_>) {
+        row.names(&Station::CSV_HEADER);
+        row.names(&[
+            "standard",
+            "standard_version",
+            "time_instant",
+            "index",
+            "category",
+            "color",
+            "dominant",
+            "reason",
+        ]);
+        for pollutant in POLLUTANTS {
+            for part in ["concentration", "unit", "averaging", "sub_index"] {
+                row.text(&format!("{pollutant}_{part}"));
+            }
+        }
+        row.end();
+    }
+
+    fn csv_row(&self, row: &mut CsvRow<'_>) {
+        self.station.csv_fields(row);
+        row.text(self.standard);
+        row.text(self.standard_version);
+        row.opt_text(self.time_instant.as_deref());
+        row.opt_integer(self.index);
+        row.opt_text(self.category.map(|c| c.name));
+        row.opt_text(self.category.map(|c| c.color));
+        row.opt_text(self.dominant);
+        row.opt_text(self.reason.as_deref());
+        for pollutant in POLLUTANTS {
+            let sub = self.pollutants.get(pollutant);
+            row.opt_number(sub.map(|s| s.concentration));
+            row.opt_text(sub.map(|s| s.unit.as_str()));
+            row.opt_text(sub.map(|s| s.averaging));
+            row.opt_integer(sub.map(|s| s.index));
+        }
+        row.end();
+    }
+
+    fn location(&self) -> Option<Location<'_>> {
+        Some(self.station.location())
     }
 }
 
@@ -300,12 +377,19 @@ mod tests {
         assert_eq!(index.index, Some(102), "PM2.5 35.9 µg/m³");
         assert_eq!(index.dominant, Some("pm2_5"));
         assert_eq!(
-            index.category.as_ref().unwrap()["name"],
+            index.category.unwrap().name,
             "Unhealthy for Sensitive Groups"
         );
-        assert_eq!(index.pollutants["pm2_5"]["averaging"], "nowcast");
-        assert_eq!(index.pollutants["co"]["unit"], "ppm");
-        assert_eq!(index.pollutants["no2"]["unit"], "ppb");
+        assert_eq!(index.pollutants.get("pm2_5").unwrap().averaging, "nowcast");
+        assert_eq!(index.pollutants.get("co").unwrap().unit, "ppm");
+        assert_eq!(index.pollutants.get("no2").unwrap().unit, "ppb");
+        let json = serde_json::to_value(&index).unwrap();
+        assert_eq!(json["pollutants"]["pm2_5"]["sub_index"], 102);
+        assert_eq!(
+            json["pollutants"]["pm2_5"]["category"],
+            "Unhealthy for Sensitive Groups"
+        );
+        assert_eq!(json["category"]["color"], index.category.unwrap().color);
         assert_eq!(index.standard_version, "2024-05-06");
     }
 
@@ -332,11 +416,11 @@ mod tests {
             ],
         );
         let index = compute(Standard::Eaqi, station("background"), NOW, &hours);
-        assert_eq!(index.pollutants["pm2_5"]["sub_index"], 1);
+        assert_eq!(index.pollutants.get("pm2_5").unwrap().index, 1);
         // ...while NO2 is read hourly: 250 µg/m³ is Very poor.
         assert_eq!(index.index, Some(5));
         assert_eq!(index.dominant, Some("no2"));
-        assert_eq!(index.category.as_ref().unwrap()["name"], "Very poor");
+        assert_eq!(index.category.unwrap().name, "Very poor");
         assert!(
             index.pollutants.get("co").is_none(),
             "CO is not in the EAQI"

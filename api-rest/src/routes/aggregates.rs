@@ -1,14 +1,17 @@
 //! `GET /air_quality/aggregates`: per station and bucket, coverage and
-//! per-pollutant mean, min, max and p95, streamed (see [`crate::aggregate`]).
+//! per-pollutant mean, min, max and p95, streamed in every format (see
+//! [`crate::aggregate`]).
 
-use axum::body::Body;
+use std::time::Instant;
+
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method};
 
 use super::AppState;
+use super::answer::{choose_format, stream};
 use super::by_station::{Opened, invalid, open};
-use crate::aggregate::{self, AggregateQuery, MAX_BUCKETS, PlanError};
+use crate::aggregate::{self, AggregateQuery, MAX_BUCKETS, PlanError, Summary};
 use crate::error::ApiError;
 
 pub(super) async fn aggregates(
@@ -18,7 +21,12 @@ pub(super) async fn aggregates(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = AggregateQuery::parse(raw.as_deref()).map_err(ApiError::InvalidParameters)?;
-    let canonical = format!("aggregates?{}", query.canonical());
+    let format = choose_format::<Summary>(query.format, &headers)?;
+    let canonical = format!(
+        "aggregates?{}&format={}",
+        query.canonical(),
+        format.format.name()
+    );
     let (mut snapshot, answer) = match open(&state, &headers, &query.stations, &canonical).await? {
         Opened::NotModified(response) => return Ok(response),
         Opened::Read(snapshot, answer) => (snapshot, answer),
@@ -27,11 +35,12 @@ pub(super) async fn aggregates(
         .await
         .map_err(|error| plan_error(error, &query))?;
     let ids = ranges.iter().map(|r| r.id_entity.as_str());
-    let headers = answer.headers("application/json", ids, false);
+    let headers = answer.headers(format, ids);
     if method == Method::HEAD {
         return Ok(headers.into_response());
     }
-    let body = Body::from_stream(aggregate::stream(snapshot, query.interval, ranges));
+    let buckets = aggregate::stream(snapshot, query.interval, ranges);
+    let body = stream(state, format.format, buckets, Instant::now());
     Ok((headers, body).into_response())
 }
 

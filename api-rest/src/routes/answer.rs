@@ -6,16 +6,24 @@
 //! - `Cache-Control` (`RESPONSE_MAX_AGE_SECONDS`) and `Data-Version`, which
 //!   caches compare with the versions announced on `/changes`;
 //! - `Surrogate-Key`: the stations in the answer, for caches' purges;
-//! - the media type, and `Vary: Accept` where the format is negotiated.
+//! - the media type, and `Vary: Accept` when `Accept` chose it;
+//!
+//! and the body, in the negotiated format (see [`crate::encode`]).
 
-use std::time::SystemTime;
+use std::pin::pin;
+use std::time::{Instant, SystemTime};
 
+use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use service_kit::conditional::{EntityTag, http_date, is_not_modified, truncate_to_seconds};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::AppState;
+use crate::encode::{self, Encoder, Format, Negotiated, Record, negotiate};
+use crate::error::ApiError;
 use crate::store::Snapshot;
 
 /// The response header naming the data version an answer was read from.
@@ -71,147 +79,121 @@ impl Answer {
         headers
     }
 
-    /// Every header of a `content_type` answer about `stations`.
+    /// Every header of an answer in `format` about `stations`.
     pub(super) fn headers<'a>(
         &self,
-        content_type: &'static str,
+        format: Negotiated,
         stations: impl IntoIterator<Item = &'a str>,
-        negotiated: bool,
     ) -> HeaderMap {
         let mut headers = self.validators();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.format.content_type()),
+        );
         let keys: Vec<&str> = stations.into_iter().collect();
         if let Ok(keys) = HeaderValue::from_str(&keys.join(" ")) {
             headers.insert(HeaderName::from_static(SURROGATE_KEY), keys);
         }
-        if negotiated {
+        if format.vary {
             headers.insert(header::VARY, HeaderValue::from_static("Accept"));
         }
         headers
     }
 
-    /// A whole answer with a JSON `body`.
-    pub(super) fn json<'a>(
+    /// A whole answer: `items` about stations, in `format`.
+    pub(super) fn collection<R: Record>(
         &self,
-        format: Format,
-        stations: impl IntoIterator<Item = &'a str>,
-        body: &serde_json::Value,
-    ) -> Response {
-        let headers = self.headers(format.content_type(), stations, format.negotiated);
-        let mut bytes = serde_json::to_vec(body).unwrap_or_default();
-        bytes.push(b'\n');
-        (headers, bytes).into_response()
-    }
-}
-
-/// The media type of an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Format {
-    pub(super) kind: FormatKind,
-    /// Whether it was chosen from `Accept` (then `Vary: Accept`).
-    negotiated: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum FormatKind {
-    Json,
-    GeoJson,
-}
-
-/// The media type of GeoJSON (RFC 7946).
-const GEO_JSON: &str = "application/geo+json";
-
-impl Format {
-    /// `format=json|geojson` wins; else `Accept: application/geo+json` asks
-    /// for GeoJSON; else JSON.
-    pub(super) fn negotiate(parameter: Option<FormatKind>, request: &HeaderMap) -> Self {
-        let kind = parameter.unwrap_or_else(|| {
-            if accepts(request, GEO_JSON) {
-                FormatKind::GeoJson
-            } else {
-                FormatKind::Json
-            }
-        });
-        Self {
-            kind,
-            negotiated: true,
+        format: Negotiated,
+        items: &[R],
+        id_of: impl Fn(&R) -> &str,
+    ) -> Result<Response, ApiError> {
+        let mut encoder = Encoder::start::<R>(format.format);
+        let mut body = BytesMut::new();
+        for item in items {
+            encoder.push(item).map_err(internal)?;
+            body.extend(encoder.full_chunk());
         }
+        body.extend_from_slice(&encoder.finish());
+        let headers = self.headers(format, items.iter().map(id_of));
+        Ok((headers, body.freeze()).into_response())
     }
 
-    pub(super) fn content_type(self) -> &'static str {
-        match self.kind {
-            FormatKind::Json => "application/json",
-            FormatKind::GeoJson => GEO_JSON,
-        }
-    }
-
-    pub(super) fn name(self) -> &'static str {
-        match self.kind {
-            FormatKind::Json => "json",
-            FormatKind::GeoJson => "geojson",
-        }
-    }
-}
-
-/// `format`'s values.
-pub(super) fn format_parameter(value: &str) -> Result<FormatKind, String> {
-    match value {
-        "json" => Ok(FormatKind::Json),
-        "geojson" => Ok(FormatKind::GeoJson),
-        _ => Err("expected json or geojson".into()),
+    /// A whole answer: one `item` about station `id`, in `format`.
+    pub(super) fn single<R: Record>(
+        &self,
+        format: Negotiated,
+        item: &R,
+        id: &str,
+    ) -> Result<Response, ApiError> {
+        let body = encode::single(format.format, item).map_err(internal)?;
+        Ok((self.headers(format, [id]), body).into_response())
     }
 }
 
-/// Whether `Accept` lists `media_type` with a quality above 0.
-fn accepts(request: &HeaderMap, media_type: &str) -> bool {
-    request
+fn internal(error: serde_json::Error) -> ApiError {
+    ApiError::Internal(format!("encoding an answer: {error}"))
+}
+
+/// The format of an answer whose records are `R`: `parameter` (the `format`
+/// parameter, already checked against what `R` offers) or the best `Accept`
+/// allows; 406 when it allows none.
+pub(super) fn choose_format<R: Record>(
+    parameter: Option<Format>,
+    request: &HeaderMap,
+) -> Result<Negotiated, ApiError> {
+    let accept: Vec<&str> = request
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|range| {
-            let mut parts = range.split(';').map(str::trim);
-            let refused = |p: &str| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            };
-            parts
-                .next()
-                .is_some_and(|m| m.eq_ignore_ascii_case(media_type))
-                && !parts.any(refused)
-        })
+        .collect();
+    let accept = (!accept.is_empty()).then(|| accept.join(","));
+    let offered = encode::offered::<R>();
+    negotiate(parameter, accept.as_deref(), offered)
+        .ok_or_else(|| ApiError::NotAcceptable(offered.iter().map(|f| f.content_type()).collect()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Reads the `format` parameter: one of the formats `R` offers.
+pub(super) fn format_parameter<R: Record>(value: &str) -> Result<Format, String> {
+    Format::parse_among(value, encode::offered::<R>())
+}
 
-    fn accept(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
-        headers
-    }
-
-    #[test]
-    fn geojson_is_chosen_by_parameter_first_then_by_accept() {
-        let geo = accept("application/geo+json, application/json;q=0.5");
-        assert_eq!(Format::negotiate(None, &geo).kind, FormatKind::GeoJson);
-        assert_eq!(
-            Format::negotiate(Some(FormatKind::Json), &geo).kind,
-            FormatKind::Json
-        );
-        assert_eq!(
-            Format::negotiate(None, &accept("*/*")).kind,
-            FormatKind::Json
-        );
-        assert_eq!(
-            Format::negotiate(None, &accept("application/geo+json;q=0")).kind,
-            FormatKind::Json
-        );
-        assert_eq!(
-            Format::negotiate(None, &HeaderMap::new()).content_type(),
-            "application/json"
-        );
-    }
+/// Streams records to the client in `format`, in chunks of about
+/// [`encode::CHUNK_BYTES`]. An error mid-way is logged and ends the body with
+/// an error, which aborts the response: the client sees a truncated transfer,
+/// never a short answer that looks complete.
+pub(super) fn stream<R: Record + Send + 'static>(
+    state: AppState,
+    format: Format,
+    records: impl Stream<Item = Result<R, ApiError>> + Send + 'static,
+    started: Instant,
+) -> Body {
+    let metrics = state.metrics.clone();
+    let body = async_stream::stream! {
+        let mut records = pin!(records);
+        let mut encoder = Encoder::start::<R>(format);
+        let mut unreported = 0_u64;
+        let report = |n: u64| metrics.scope(|| metrics::counter!("api_rest_rows_streamed_total").increment(n));
+        while let Some(record) = records.next().await {
+            let written = record.and_then(|r| encoder.push(&r).map_err(internal));
+            if let Err(error) = written {
+                tracing::error!(%error, rows = encoder.written(), "error while streaming an answer");
+                if let ApiError::Database(e) | ApiError::DatabaseUnavailable(e) = &error {
+                    state.record_database(Err(e));
+                }
+                report(unreported);
+                metrics.scope(|| metrics::counter!("api_rest_stream_errors_total").increment(1));
+                yield Err(std::io::Error::other("error while streaming"));
+                return;
+            }
+            unreported += 1;
+            if let Some(chunk) = encoder.full_chunk() {
+                report(std::mem::take(&mut unreported));
+                yield Ok(chunk);
+            }
+        }
+        report(unreported);
+        state.record_query("stream", started.elapsed());
+        yield Ok::<_, std::io::Error>(encoder.finish());
+    };
+    Body::from_stream(body)
 }

@@ -1,26 +1,33 @@
 //! `GET /air_quality/aqi?standard=eaqi|us-epa`: per station, the current
 //! Air Quality Index with its category, each pollutant's sub-index and the
-//! dominant pollutant, as JSON or GeoJSON (see [`crate::aqi`]).
+//! dominant pollutant, in every format (see [`crate::aqi`]).
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::HeaderMap;
 
 use super::AppState;
-use super::by_station::{Opened, StationsRequest, collection, open};
-use crate::aqi::{self, Standard};
+use super::by_station::{Opened, StationsRequest, open};
+use crate::aqi::{self, Standard, StationIndex};
 use crate::error::ApiError;
+use crate::params::Params;
 
 pub(super) async fn aqi(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let request = StationsRequest::parse(raw.as_deref(), &headers, &["standard"], |params| {
+    let read_standard = |params: &mut Params| {
         params
             .get("standard", Standard::parse)
             .unwrap_or(Standard::Eaqi)
-    })?;
+    };
+    let request = StationsRequest::parse::<StationIndex>(
+        raw.as_deref(),
+        &headers,
+        &["standard"],
+        read_standard,
+    )?;
     let standard = request.extra;
     let canonical = request.canonical("aqi", &format!("standard={}", standard.as_str()));
     let (mut snapshot, answer) =
@@ -29,7 +36,5 @@ pub(super) async fn aqi(
             Opened::Read(snapshot, answer) => (snapshot, answer),
         };
     let indices = aqi::read(&mut snapshot, &request.filter, standard).await?;
-    Ok(collection(&answer, request.format, &indices, |i| {
-        &i.station.id_entity
-    }))
+    answer.collection(request.format, &indices, |i| &i.station.id_entity)
 }

@@ -1,18 +1,16 @@
 //! The steps every answer about stations shares: open a snapshot, refuse
 //! station ids that do not exist (404), answer 304 when the client holds the
-//! answer already; and, for collections of stations, write them as a JSON
-//! array or a GeoJSON FeatureCollection.
+//! answer already; and read a request about the stations a filter picks.
 
 use axum::response::Response;
 use http::HeaderMap;
-use serde::Serialize;
-use serde_json::Value;
 
 use super::AppState;
-use super::answer::{Answer, Format, FormatKind, format_parameter};
+use super::answer::{Answer, choose_format, format_parameter};
+use crate::encode::{Negotiated, Record};
 use crate::error::ApiError;
 use crate::params::{InvalidParam, Params};
-use crate::stations::{StationFilter, feature_collection};
+use crate::stations::StationFilter;
 use crate::store::Snapshot;
 
 /// What [`open`] found.
@@ -43,18 +41,18 @@ pub(super) async fn open(
     })
 }
 
-/// A request about the stations a filter picks, in a negotiated format.
+/// A request about the stations a filter picks, answered with records `R`.
 #[derive(Debug)]
 pub(super) struct StationsRequest<E> {
     pub(super) filter: StationFilter,
-    pub(super) format: Format,
+    pub(super) format: Negotiated,
     /// The endpoint's own parameters.
     pub(super) extra: E,
 }
 
 impl<E> StationsRequest<E> {
     /// Reads the filter, `format`, and what `read_extra` reads of `extra_names`.
-    pub(super) fn parse(
+    pub(super) fn parse<R: Record>(
         raw: Option<&str>,
         request: &HeaderMap,
         extra_names: &[&str],
@@ -68,14 +66,14 @@ impl<E> StationsRequest<E> {
             .collect();
         let mut params = Params::parse(raw, &accepted);
         let filter = StationFilter::read(&mut params);
-        let format = params.get("format", format_parameter);
+        let format = params.get("format", format_parameter::<R>);
         let extra = read_extra(&mut params);
         let (filter, format, extra) = params
             .finish((filter, format, extra))
             .map_err(ApiError::InvalidParameters)?;
         Ok(Self {
             filter,
-            format: Format::negotiate(format, request),
+            format: choose_format::<R>(format, request)?,
             extra,
         })
     }
@@ -85,28 +83,9 @@ impl<E> StationsRequest<E> {
         format!(
             "{endpoint}?{extra}&{}&format={}",
             self.filter.canonical(),
-            self.format.name()
+            self.format.format.name()
         )
     }
-}
-
-/// Items about stations as the answer's body: a JSON array, or a GeoJSON
-/// FeatureCollection of them.
-pub(super) fn collection<T: Serialize>(
-    answer: &Answer,
-    format: Format,
-    items: &[T],
-    id_of: impl Fn(&T) -> &str,
-) -> Response {
-    let objects: Vec<Value> = items
-        .iter()
-        .map(|item| serde_json::to_value(item).unwrap_or(Value::Null))
-        .collect();
-    let body = match format.kind {
-        FormatKind::Json => Value::Array(objects),
-        FormatKind::GeoJson => feature_collection(objects),
-    };
-    answer.json(format, items.iter().map(id_of), &body)
 }
 
 /// A 400 about one parameter.

@@ -75,7 +75,8 @@ async fn entries_are_stored_under_a_prefixed_stable_digest_with_the_ttl() {
         ("CACHE_GRACE_SECONDS", "0"),
     ])
     .await;
-    get(&stack, "/air_quality?limit=3").await;
+    // The format by parameter: one entry, no variants by Accept.
+    get(&stack, "/air_quality?limit=3&format=json").await;
     let mut redis = RedisServer::shared().client().await;
     let keys = integration_tests::redis::entry_keys(&mut redis, "ttl-check", 1).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
@@ -157,8 +158,8 @@ async fn a_body_over_the_size_limit_is_passed_through_but_not_stored() {
         assert!(rows.len() > 8000);
     }
     assert_eq!(stack.backend_requests().await, 2.0);
-    let (small, _, _) = get(&stack, "/air_quality?limit=2").await;
-    let (again, _, _) = get(&stack, "/air_quality?limit=2").await;
+    let (small, _, _) = get(&stack, "/air_quality?limit=2&format=json").await;
+    let (again, _, _) = get(&stack, "/air_quality?limit=2&format=json").await;
     assert_eq!((small.as_str(), again.as_str()), ("MISS", "HIT"));
     let mut redis = RedisServer::shared().client().await;
     let keys = integration_tests::redis::entry_keys(&mut redis, "too-large", 1).await;

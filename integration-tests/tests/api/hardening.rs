@@ -279,7 +279,7 @@ async fn station_ids_a_client_makes_up_never_become_tags() {
     assert_eq!(problem["unknown_stations"].as_array().unwrap().len(), 100);
     let mixed = "/air_quality?id_entity=zz_made_up_1,aq_jaen&limit=1";
     assert_eq!(raw_get(stack.cache.port, mixed).await.status, 404);
-    let real = "/air_quality?id_entity=aq_jaen&limit=1";
+    let real = "/air_quality?id_entity=aq_jaen&limit=1&format=json";
     let answer = raw_get(stack.rest.port, real).await;
     assert_eq!(answer.header("surrogate-key"), Some("aq_jaen"));
     assert_eq!(raw_get(stack.cache.port, real).await.status, 200);
@@ -319,7 +319,8 @@ async fn a_tag_set_holds_only_live_entries_and_expires_with_the_last() {
     let mut redis = RedisServer::shared().client().await;
     let tag = format!("{}:tag:path:/air_quality", stack.key_prefix);
     for limit in 1..=20 {
-        let answer = raw_get(stack.cache.port, &format!("/air_quality?limit={limit}")).await;
+        let path = format!("/air_quality?limit={limit}&format=json");
+        let answer = raw_get(stack.cache.port, &path).await;
         assert_eq!(answer.status, 200);
     }
     let stored = integration_tests::redis::entry_keys(&mut redis, &stack.key_prefix, 20).await;

@@ -9,6 +9,7 @@ mod binaries;
 mod cache;
 mod data;
 mod deployment;
+mod formats;
 mod hardening;
 mod http_cache;
 mod init_script;
