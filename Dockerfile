@@ -18,10 +18,18 @@ FROM chef AS planner
 COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
+# The docs page's files (GET /docs): the pinned npm package, without its
+# install scripts; api-rest's build.rs embeds them.
+FROM node:20-bookworm-slim AS docs-ui
+WORKDIR /docs-ui
+COPY api-rest/docs-ui/package.json api-rest/docs-ui/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json -p api-rest -p api-cache
 COPY . .
+COPY --from=docs-ui /docs-ui/node_modules api-rest/docs-ui/node_modules
 RUN cargo build --release --locked -p api-rest -p api-cache \
  && install -D -m 0755 target/release/api-rest /out/api-rest \
  && install -D -m 0755 target/release/api-cache /out/api-cache

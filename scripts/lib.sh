@@ -31,6 +31,24 @@ ensure_servers() {
   fi
 }
 
+# The Swagger UI files api-rest embeds for GET /docs: the pinned npm package of
+# api-rest/docs-ui, installed without its install scripts (one of its
+# dependencies would report the install to a third party otherwise).
+ensure_docs_ui() {
+  local dist=api-rest/docs-ui/node_modules/swagger-ui-dist
+  if [ -f "$dist/swagger-ui-bundle.js" ] && [ "$dist/package.json" -nt api-rest/docs-ui/package-lock.json ]; then
+    return
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "==> installing npm with apt-get"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq npm >/dev/null
+  fi
+  echo "==> installing the docs page's files (npm ci, api-rest/docs-ui)"
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error --prefix api-rest/docs-ui >/dev/null
+  touch "$dist/package.json"
+}
+
 # A TCP port nobody listens on.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -10,17 +10,21 @@
 # removes the data. Empty passwords in environment.env are replaced by random
 # ones for this throwaway run.
 #
-# Optional: PROFILE=debug (faster build), API_CACHE_PORT / API_REST_PORT to move
-# the services off 8080 / 5000.
+# Optional: PROFILE=debug (faster build), API_CACHE_PORT / API_REST_PORT (and
+# API_CACHE_ADMIN_PORT / API_REST_ADMIN_PORT) to move the services off 8080 /
+# 5000 (9090 / 9091).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 ensure_servers
+ensure_docs_ui
 PROFILE="${PROFILE:-release}"
 cache_port_override="${API_CACHE_PORT:-}"
 rest_port_override="${API_REST_PORT:-}"
+cache_admin_override="${API_CACHE_ADMIN_PORT:-}"
+rest_admin_override="${API_REST_ADMIN_PORT:-}"
 
 set -a
 source environment.env
@@ -30,7 +34,11 @@ random_secret() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
 [ -n "$REDIS_PASSWORD" ] || REDIS_PASSWORD="$(random_secret)"
 API_CACHE_PORT="${cache_port_override:-$API_CACHE_PORT}"
 API_REST_PORT="${rest_port_override:-$API_REST_PORT}"
+API_CACHE_ADMIN_PORT="${cache_admin_override:-$API_CACHE_ADMIN_PORT}"
+API_REST_ADMIN_PORT="${rest_admin_override:-$API_REST_ADMIN_PORT}"
+BACKEND_ADMIN_PORT="$API_REST_ADMIN_PORT"
 export POSTGRES_API_PASSWORD REDIS_PASSWORD API_CACHE_PORT API_REST_PORT
+export API_CACHE_ADMIN_PORT API_REST_ADMIN_PORT BACKEND_ADMIN_PORT
 POSTGRES_PORT="$(free_port)"
 REDIS_PORT="$(free_port)"
 export POSTGRES_HOST=127.0.0.1 POSTGRES_PORT REDIS_HOST=127.0.0.1 REDIS_PORT

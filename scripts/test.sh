@@ -6,6 +6,7 @@
 #   scripts/test.sh unit          # unit tests (no servers)
 #   scripts/test.sh integration   # integration tests (real PostgreSQL and Redis)
 #   scripts/test.sh deploy        # compose, Kubernetes and shell checks, offline
+#   scripts/test.sh interfaces    # the docs page in headless chromium, schemathesis
 #
 # Installs what is missing (PostgreSQL and Redis with apt-get). The integration
 # tests start their own throwaway PostgreSQL and Redis on free ports; nothing
@@ -15,6 +16,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+# Every build embeds the docs page's files (GET /docs).
+ensure_docs_ui
 
 lint() {
   echo "==> cargo fmt --check"
@@ -50,12 +53,18 @@ deploy() {
   scripts/check-deploy.sh
 }
 
+interfaces() {
+  servers
+  scripts/check-interfaces.sh
+}
+
 case "${1:-all}" in
   lint) lint ;;
   unit) unit ;;
   integration) integration ;;
   deploy) deploy ;;
-  all) lint; all_tests; deploy ;;
-  *) echo "usage: scripts/test.sh [lint|unit|integration|deploy]" >&2; exit 2 ;;
+  interfaces) interfaces ;;
+  all) lint; all_tests; deploy; interfaces ;;
+  *) echo "usage: scripts/test.sh [lint|unit|integration|deploy|interfaces]" >&2; exit 2 ;;
 esac
 echo "==> all checks passed"

@@ -15,20 +15,27 @@ use crate::stations::{STATION_COLUMNS, Station, StationFilter};
 use crate::store::Snapshot;
 
 /// A station and its latest readings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StationLatest {
     #[serde(flatten)]
     pub station: Station,
     /// Per pollutant, null when it never had a reading.
+    #[schema(schema_with = readings_schema)]
     pub readings: PerPollutant<Reading>,
 }
 
+fn readings_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    <PerPollutant<Reading> as utoipa::PartialSchema>::schema()
+}
+
 /// The latest non-empty value of one pollutant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Reading {
     pub value: f64,
+    #[schema(value_type = String, example = "µg/m³")]
     pub unit: &'static str,
     #[serde(serialize_with = "as_utc_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub time_instant: PrimitiveDateTime,
 }
 

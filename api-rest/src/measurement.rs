@@ -9,11 +9,13 @@ use time::format_description::well_known::Rfc3339;
 use crate::encode::{CsvRow, Record};
 
 /// A measurement as stored; `None` is an empty reading (JSON `null`).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Measurement {
     /// Stored without a zone and read as UTC; written as RFC 3339 with `Z`.
     #[serde(serialize_with = "as_utc_rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2016-10-01T00:00:00.018Z")]
     pub time_instant: PrimitiveDateTime,
+    #[schema(example = "aq_jaen")]
     pub id_entity: String,
     pub so2: Option<f64>,
     pub no2: Option<f64>,
@@ -101,6 +103,21 @@ impl<T> PerPollutant<T> {
             .iter()
             .copied()
             .zip(self.0.iter().map(Option::as_ref))
+    }
+}
+
+/// An object with the six pollutants, each a `T` or null.
+impl<T: utoipa::ToSchema> utoipa::PartialSchema for PerPollutant<T> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let mut object = ObjectBuilder::new();
+        for pollutant in POLLUTANTS {
+            let value = OneOfBuilder::new()
+                .item(utoipa::openapi::Ref::from_schema_name(T::name()))
+                .item(ObjectBuilder::new().schema_type(Type::Null));
+            object = object.property(pollutant, value).required(pollutant);
+        }
+        object.into()
     }
 }
 

@@ -15,7 +15,7 @@ pub const MAX_STATIONS: usize = 100;
 const MAX_STATION_LEN: usize = 50;
 
 /// One rejected parameter, as listed in the 400 response's `invalid_params`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InvalidParam {
     pub name: String,
     pub value: String,

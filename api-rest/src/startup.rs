@@ -57,6 +57,7 @@ impl Application {
             versions: crate::changes::DataVersions::default(),
             changes_subscribers: Arc::new(Semaphore::new(config.changes_max_subscribers)),
             request_limits: runtime.request_limits(),
+            openapi: crate::routes::openapi_document(config.query_max_limit),
         };
         Ok(Self {
             public,

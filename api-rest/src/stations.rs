@@ -16,7 +16,7 @@ use crate::store::Snapshot;
 const EARTH_RADIUS_KM: f64 = 6371.0088;
 
 /// One row of `stations`.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Station {
     pub id_entity: String,
     pub name: String,
@@ -69,14 +69,16 @@ impl Station {
 
 /// A station as `/stations` lists it: with the span of its measurements and,
 /// for `near`, its distance.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct StationListing {
     #[sqlx(flatten)]
     #[serde(flatten)]
     pub station: Station,
     #[serde(serialize_with = "as_utc_rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub first_measurement: Option<PrimitiveDateTime>,
     #[serde(serialize_with = "as_utc_rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_measurement: Option<PrimitiveDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distance_km: Option<f64>,

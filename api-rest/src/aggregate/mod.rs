@@ -237,7 +237,7 @@ pub fn stream(
 }
 
 /// One bucket of one station.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub id_entity: String,
     /// The zone the bucket is on the clock of.
@@ -254,7 +254,12 @@ pub struct Summary {
     /// Hours with a reading / `expected`, four decimals.
     pub coverage: f64,
     /// Per pollutant, null where it has no value in the bucket.
+    #[schema(schema_with = stats_schema)]
     pub pollutants: PerPollutant<Stats>,
+}
+
+fn stats_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    <PerPollutant<Stats> as utoipa::PartialSchema>::schema()
 }
 
 impl Record for Summary {

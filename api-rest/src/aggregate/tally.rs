@@ -19,13 +19,14 @@ pub struct Tally {
 }
 
 /// One pollutant's figures over a bucket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub count: usize,
     pub mean: f64,
     pub min: f64,
     pub max: f64,
     pub p95: f64,
+    #[schema(value_type = String, example = "µg/m³")]
     pub unit: &'static str,
 }
 

@@ -97,7 +97,7 @@ impl Hours {
 }
 
 /// One pollutant's part of an index.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SubIndex {
     #[serde(skip)]
     pub pollutant: &'static str,
@@ -105,11 +105,13 @@ pub struct SubIndex {
     pub concentration: f64,
     pub unit: String,
     /// `1h`, `8h`, `24h` or `nowcast`.
+    #[schema(value_type = String, example = "nowcast")]
     pub averaging: &'static str,
     /// The EPA's 0–500 value, or the EAQI level (1–6).
     #[serde(rename = "sub_index")]
     pub index: u32,
     /// The name of the sub-index's category.
+    #[schema(value_type = Option<String>)]
     pub category: Option<&'static str>,
 }
 
@@ -124,6 +126,18 @@ impl SubIndices {
     }
 }
 
+/// An object keyed by pollutant.
+impl utoipa::PartialSchema for SubIndices {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::ToSchema;
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .additional_properties(Some(utoipa::openapi::Ref::from_schema_name(
+                SubIndex::name(),
+            )))
+            .into()
+    }
+}
+
 impl Serialize for SubIndices {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
@@ -135,24 +149,30 @@ impl Serialize for SubIndices {
 }
 
 /// A category of a standard: its name and the color it is shown in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Category {
+    #[schema(value_type = String, example = "Good")]
     pub name: &'static str,
+    #[schema(value_type = String, example = "#50f0e6")]
     pub color: &'static str,
 }
 
 /// A station's index.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StationIndex {
     #[serde(flatten)]
     pub station: Station,
+    #[schema(value_type = String, example = "eaqi")]
     pub standard: &'static str,
+    #[schema(value_type = String)]
     pub standard_version: &'static str,
     /// The reference hour: the one of the station's latest reading.
     pub time_instant: Option<String>,
     pub index: Option<u32>,
     pub category: Option<Category>,
+    #[schema(value_type = Option<String>)]
     pub dominant: Option<&'static str>,
+    #[schema(schema_with = <SubIndices as utoipa::PartialSchema>::schema)]
     pub pollutants: SubIndices,
     /// Why there is no index, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -14,6 +14,24 @@ use super::by_station::{Opened, invalid, open};
 use crate::aggregate::{self, AggregateQuery, MAX_BUCKETS, PlanError, Summary};
 use crate::error::ApiError;
 
+/// Per station and bucket: readings against the hours the bucket can hold,
+/// and per pollutant mean, min, max and 95th percentile.
+#[utoipa::path(
+    get,
+    path = "/air_quality/aggregates",
+    operation_id = "aggregates",
+    tag = "measurements",
+    params(super::openapi::AggregateParams),
+    responses(
+        (status = 200, description = "One entry per bucket, station after station; streamed.",
+            content(
+                (Vec<Summary> = "application/json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            )),
+        super::openapi::Failures,
+    )
+)]
 pub(super) async fn aggregates(
     State(state): State<AppState>,
     method: Method,

@@ -40,6 +40,27 @@ pub(super) fn describe_metrics(metrics: &Metrics) {
     });
 }
 
+/// Measurements, ordered by time, then station.
+///
+/// With no parameters: every row, as one JSON array. With `limit`: a page,
+/// and a `Link` to the next one while more rows follow.
+#[utoipa::path(
+    get,
+    path = "/air_quality",
+    operation_id = "listMeasurements",
+    tag = "measurements",
+    params(super::openapi::MeasurementParams),
+    responses(
+        (status = 200, description = "The measurements, streamed.",
+            headers(("Link" = String, description = "`<…&cursor=…>; rel=\"next\"` while more rows follow a page.")),
+            content(
+                (Vec<Measurement> = "application/json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            )),
+        super::openapi::Failures,
+    )
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     method: Method,

@@ -12,6 +12,25 @@ use crate::aqi::{self, Standard, StationIndex};
 use crate::error::ApiError;
 use crate::params::Params;
 
+/// Per station, the current Air Quality Index, its category, each
+/// pollutant's sub-index and the dominant pollutant.
+#[utoipa::path(
+    get,
+    path = "/air_quality/aqi",
+    operation_id = "airQualityIndex",
+    tag = "measurements",
+    params(super::openapi::StationParams, super::openapi::AqiParams),
+    responses(
+        (status = 200, description = "One entry per station.",
+            content(
+                (Vec<StationIndex> = "application/json"),
+                (super::openapi::FeatureCollection = "application/geo+json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            )),
+        super::openapi::Failures,
+    )
+)]
 pub(super) async fn aqi(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -10,6 +10,24 @@ use super::by_station::{Opened, StationsRequest, open};
 use crate::error::ApiError;
 use crate::latest::{self, StationLatest};
 
+/// Per station, the latest reading of each pollutant, each with its time.
+#[utoipa::path(
+    get,
+    path = "/air_quality/latest",
+    operation_id = "latestReadings",
+    tag = "measurements",
+    params(super::openapi::StationParams),
+    responses(
+        (status = 200, description = "One entry per station.",
+            content(
+                (Vec<StationLatest> = "application/json"),
+                (super::openapi::FeatureCollection = "application/geo+json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            )),
+        super::openapi::Failures,
+    )
+)]
 pub(super) async fn latest(
     State(state): State<AppState>,
     headers: HeaderMap,

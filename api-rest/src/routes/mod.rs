@@ -6,9 +6,11 @@ mod answer;
 mod aqi;
 mod by_station;
 mod changes;
+mod docs;
 mod health;
 mod index;
 mod latest;
+mod openapi;
 mod stations;
 
 use std::sync::Arc;
@@ -37,12 +39,19 @@ pub struct AppState {
     /// Permits for open `/changes` streams (`CHANGES_MAX_SUBSCRIBERS`).
     pub changes_subscribers: Arc<tokio::sync::Semaphore>,
     pub request_limits: telemetry::RequestLimits,
+    /// `/openapi.json`, rendered once.
+    pub openapi: bytes::Bytes,
 }
 
 impl FromRef<AppState> for Metrics {
     fn from_ref(state: &AppState) -> Self {
         state.metrics.clone()
     }
+}
+
+/// The OpenAPI document for a deployment whose `QUERY_MAX_LIMIT` is `max_limit`.
+pub fn openapi_document(max_limit: u64) -> bytes::Bytes {
+    bytes::Bytes::from(openapi::document(max_limit))
 }
 
 /// The public API (`API_REST_PORT`): what api-cache may forward, and nothing
@@ -57,7 +66,10 @@ pub fn public(state: AppState) -> Router {
         .route("/air_quality/aggregates", get(aggregates::aggregates))
         .route("/air_quality/aqi", get(aqi::aqi))
         .route("/stations", get(stations::list))
-        .route("/stations/{id_entity}", get(stations::one));
+        .route("/stations/{id_entity}", get(stations::one))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs::page))
+        .route("/docs/{file}", get(docs::file));
     finish(routes, state)
 }
 

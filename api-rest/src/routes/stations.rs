@@ -12,6 +12,24 @@ use crate::error::ApiError;
 use crate::params::{Params, is_station_id};
 use crate::stations::{self, StationFilter, StationListing};
 
+/// The stations, with their places and the span of their measurements.
+#[utoipa::path(
+    get,
+    path = "/stations",
+    operation_id = "listStations",
+    tag = "stations",
+    params(super::openapi::StationParams),
+    responses(
+        (status = 200, description = "The stations, by id (by distance with `near`).",
+            content(
+                (Vec<StationListing> = "application/json"),
+                (super::openapi::FeatureCollection = "application/geo+json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            )),
+        super::openapi::Failures,
+    )
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -28,6 +46,27 @@ pub(super) async fn list(
     answer.collection(request.format, &listed, |s| &s.station.id_entity)
 }
 
+/// One station.
+#[utoipa::path(
+    get,
+    path = "/stations/{id_entity}",
+    operation_id = "getStation",
+    tag = "stations",
+    params(
+        ("id_entity" = String, Path, description = "The station id.", example = "aq_jaen", max_length = 50),
+        super::openapi::FormatParam,
+    ),
+    responses(
+        (status = 200, description = "The station.",
+            content(
+                (StationListing = "application/json"),
+                (super::openapi::Feature = "application/geo+json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            )),
+        super::openapi::Failures,
+    )
+)]
 pub(super) async fn one(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -317,3 +317,34 @@ async fn a_cursor_that_does_not_belong_to_the_query_is_a_400_naming_it() {
         .await;
     assert!(header(&last, "link").is_empty(), "no next page");
 }
+
+#[tokio::test]
+async fn the_openapi_document_and_the_docs_page_are_served_through_the_cache() {
+    let stack = Stack::spawn(&[]).await;
+    let response = stack.cache.get("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(document["paths"].as_object().unwrap().len(), 6);
+
+    let page = stack.cache.get("/docs").await;
+    assert_eq!(
+        page.status(),
+        200,
+        "the docs page's files are embedded (scripts/test.sh runs npm ci in api-rest/docs-ui)"
+    );
+    assert!(header(&page, "content-security-policy").starts_with("default-src 'self'"));
+    let html = page.text().await.unwrap();
+    for asset in [
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/start.js",
+    ] {
+        assert!(html.contains(asset), "{asset}");
+        let file = stack.cache.get(asset).await;
+        assert_eq!(file.status(), 200, "{asset}");
+        assert!(!file.bytes().await.unwrap().is_empty(), "{asset}");
+    }
+    assert!(!html.contains("//"), "no asset from another host");
+    assert_eq!(stack.cache.get("/docs/nothing.js").await.status(), 404);
+}
