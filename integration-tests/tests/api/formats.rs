@@ -40,6 +40,14 @@ fn with(path: &str, name: &str, value: &str) -> String {
     format!("{path}{glue}{name}={value}")
 }
 
+/// The objects of an NDJSON answer, one per line.
+async fn ndjson_objects(response: reqwest::Response) -> Vec<Value> {
+    let text = response.text().await.unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The records of a JSON answer: the array, or the one object.
 fn records(json: Value) -> Vec<Value> {
     match json {
@@ -78,14 +86,7 @@ async fn every_endpoint_answers_csv_ndjson_and_geojson_where_it_has_places() {
         // NDJSON: one object per line, the same objects as JSON.
         let ndjson = get(&stack, path, Some("application/x-ndjson")).await;
         assert_eq!(header(&ndjson, "content-type"), "application/x-ndjson");
-        let objects: Vec<Value> = ndjson
-            .text()
-            .await
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(objects, json, "{path}");
+        assert_eq!(ndjson_objects(ndjson).await, json, "{path}");
 
         // GeoJSON where there are coordinates; a clear refusal elsewhere.
         let geo = get(&stack, path, Some("application/geo+json")).await;
@@ -263,24 +264,9 @@ async fn pages_go_backwards_too_and_keep_their_format() {
         .await;
     let link = header(&response, "link");
     assert!(link.contains("format=ndjson"), "{link}");
-    let first: Vec<Value> = response
-        .text()
-        .await
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let first = ndjson_objects(response).await;
     let next = &link[1..link.find('>').unwrap()];
-    let second: Vec<Value> = stack
-        .cache
-        .get(next)
-        .await
-        .text()
-        .await
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let second = ndjson_objects(stack.cache.get(next).await).await;
     assert_eq!(second.len(), 2);
     assert!(
         second[0]["time_instant"].as_str() < first[1]["time_instant"].as_str(),
