@@ -42,6 +42,11 @@ pub struct Config {
     /// `REDIS_PORT`: its port. Default 6379.
     #[serde(default = "default_redis_port")]
     pub redis_port: u16,
+    /// `REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster, `host:port,...` or
+    /// `redis://host:port,...`. Set, api-cache talks to that cluster and
+    /// `REDIS_HOST`/`REDIS_PORT` are not used. Optional.
+    #[serde(default)]
+    pub redis_cluster_nodes: Option<String>,
     /// `REDIS_USERNAME`: an ACL user name. Optional (Redis' `default` user).
     #[serde(default)]
     pub redis_username: Option<String>,
@@ -217,6 +222,17 @@ impl Config {
         use secrecy::ExposeSecret;
         self.redis_username = non_empty(self.redis_username.take());
         self.redis_tls_ca_file = non_empty(self.redis_tls_ca_file.take());
+        self.redis_cluster_nodes = non_empty(self.redis_cluster_nodes.take());
+        if let Some(nodes) = &self.redis_cluster_nodes {
+            parse_cluster_nodes(nodes)
+                .map_err(|why| ConfigError::invalid("REDIS_CLUSTER_NODES", why))?;
+            if self.redis_db != 0 {
+                return Err(ConfigError::invalid(
+                    "REDIS_DB",
+                    "must be 0 with REDIS_CLUSTER_NODES (a cluster has one database)",
+                ));
+            }
+        }
         if self
             .cache_purge_token
             .as_ref()
@@ -267,6 +283,12 @@ impl Config {
         Ok(self)
     }
 
+    /// The seed nodes of the Redis Cluster, if one is configured.
+    pub fn redis_cluster_seeds(&self) -> Option<Vec<(String, u16)>> {
+        let nodes = self.redis_cluster_nodes.as_deref()?;
+        parse_cluster_nodes(nodes).ok()
+    }
+
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
     }
@@ -282,6 +304,45 @@ impl Config {
     pub fn coalesce_wait(&self) -> Duration {
         Duration::from_millis(self.cache_coalesce_wait_ms)
     }
+}
+
+/// `host:port,host:port` or `redis://host:port,...` (a trailing `/` allowed).
+/// Credentials belong in `REDIS_USERNAME`/`REDIS_PASSWORD`, not in the list,
+/// which is logged.
+fn parse_cluster_nodes(text: &str) -> Result<Vec<(String, u16)>, String> {
+    let nodes = text
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .map(|node| {
+            let address = node
+                .strip_prefix("redis://")
+                .or_else(|| node.strip_prefix("rediss://"))
+                .unwrap_or(node)
+                .trim_end_matches('/');
+            if address.contains('@') {
+                // Not echoed: it holds a secret.
+                return Err(
+                    "a node carries credentials: put them in REDIS_USERNAME and REDIS_PASSWORD"
+                        .into(),
+                );
+            }
+            let (host, port) = address
+                .rsplit_once(':')
+                .ok_or_else(|| format!("'{node}' is not host:port"))?;
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("'{node}' has no valid port"))?;
+            if host.is_empty() {
+                return Err(format!("'{node}' has no host"));
+            }
+            Ok((host.to_owned(), port))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if nodes.is_empty() {
+        return Err("names no node".into());
+    }
+    Ok(nodes)
 }
 
 #[cfg(test)]
@@ -325,6 +386,41 @@ mod tests {
         let config = load(&[("REDIS_PASSWORD", "s3cr3t-value")]).unwrap();
         assert!(config.redis_password.is_some());
         assert!(!format!("{config:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn cluster_nodes_are_a_list_of_addresses_or_urls_without_credentials() {
+        let config = load(&[(
+            "REDIS_CLUSTER_NODES",
+            "10.0.0.1:7000, redis://cache-2:7001/,",
+        )])
+        .unwrap();
+        assert_eq!(
+            config.redis_cluster_seeds().unwrap(),
+            [("10.0.0.1".to_owned(), 7000), ("cache-2".to_owned(), 7001)]
+        );
+        assert!(
+            load(&[("REDIS_CLUSTER_NODES", "")])
+                .unwrap()
+                .redis_cluster_seeds()
+                .is_none()
+        );
+        for bad in [
+            "cache-1",
+            "redis://u:p@cache-1:7000",
+            ":7000",
+            "cache:99999",
+            " , ",
+        ] {
+            let error = load(&[("REDIS_CLUSTER_NODES", bad)]).unwrap_err();
+            assert!(
+                error.to_string().contains("REDIS_CLUSTER_NODES"),
+                "{bad}: {error}"
+            );
+            assert!(!error.to_string().contains("u:p"), "{error}");
+        }
+        let error = load(&[("REDIS_CLUSTER_NODES", "a:1"), ("REDIS_DB", "2")]).unwrap_err();
+        assert!(error.to_string().contains("REDIS_DB"), "{error}");
     }
 
     #[test]

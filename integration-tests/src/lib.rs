@@ -15,10 +15,12 @@ pub mod origin;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod redis_cluster;
 
 pub use apps::{TestCache, TestRest};
 pub use postgres::{PostgresServer, TestDatabase};
 pub use redis::RedisServer;
+pub use redis_cluster::RedisCluster;
 
 use std::path::PathBuf;
 

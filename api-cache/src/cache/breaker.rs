@@ -122,8 +122,13 @@ impl Breaker {
         }
         if success {
             inner.consecutive_failures = 0;
-            inner.state = State::Closed;
-            inner.opened_at = None;
+            // Only the probe closes an open breaker: an operation let through
+            // before it opened may succeed (on a cluster, on a shard that is
+            // up) while the failures go on.
+            if inner.state != State::Open || permit == Permit::Probe {
+                inner.state = State::Closed;
+                inner.opened_at = None;
+            }
         } else {
             inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
             if permit == Permit::Probe || inner.consecutive_failures >= self.failures {
@@ -152,6 +157,22 @@ mod tests {
         let permit = breaker.allow(t0).unwrap();
         assert_eq!(breaker.record(permit, false, t0), Some(State::Open));
         assert_eq!(breaker.allow(t0 + Duration::from_millis(500)), None);
+    }
+
+    #[test]
+    fn a_late_success_of_an_earlier_operation_leaves_an_open_breaker_open() {
+        let breaker = Breaker::new(1, COOLDOWN);
+        let t0 = Instant::now();
+        let earlier = breaker.allow(t0).unwrap();
+        let failing = breaker.allow(t0).unwrap();
+        assert_eq!(breaker.record(failing, false, t0), Some(State::Open));
+        assert_eq!(breaker.record(earlier, true, t0), None);
+        assert_eq!(breaker.allow(t0), None, "still open");
+        let probe = breaker.allow(t0 + COOLDOWN).unwrap();
+        assert_eq!(
+            breaker.record(probe, true, t0 + COOLDOWN),
+            Some(State::Closed)
+        );
     }
 
     #[test]

@@ -19,6 +19,10 @@ impl UrlKey {
     pub(crate) fn from_digest(digest: u128) -> Self {
         Self(digest)
     }
+
+    pub(crate) fn digest(self) -> u128 {
+        self.0
+    }
 }
 
 /// One stored response: a URL's own, or one of its variants when its

@@ -80,7 +80,11 @@ async fn entries_are_stored_under_a_prefixed_stable_digest_with_the_ttl() {
     let mut redis = RedisServer::shared().client().await;
     let keys = integration_tests::redis::entry_keys(&mut redis, "ttl-check", 1).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let digest = keys[0].strip_prefix("ttl-check:").unwrap();
+    // The digest in braces: a Redis Cluster hash tag.
+    let digest = keys[0]
+        .strip_prefix("ttl-check:{")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap();
     assert_eq!(digest.len(), 32);
     assert!(digest.chars().all(|c| c.is_ascii_hexdigit()));
     let ttl: i64 = redis.ttl(&keys[0]).await.unwrap();

@@ -7,31 +7,23 @@
 //! api-cache starts without Redis and resumes when it returns. AUTH (with an
 //! ACL user name if set) and TLS are supported.
 //!
-//! Keys of one URL (`K` = `<prefix>:<digest>`), each written with a TTL:
-//! - `K`: its entry, or a Vary index when its responses vary;
-//! - `K:v:<digest of the varied request values>`: one entry per variant;
-//! - `K:variants`: the variant keys;
-//! - `<entry key>:lock`: held by the replica filling that entry (`SET NX PX`).
-//!
-//! Tag sets, for purges without scanning: `<prefix>:tag:path:<path prefix>`,
-//! `<prefix>:tag:key:<surrogate key>` and `<prefix>:tag:any-key`, each the
-//! URL keys tagged. Tag and variant sets are sorted sets scored by each
-//! member's expiry: every write drops the members that expired, so a set
-//! holds live entries only, and expires with its last one.
-//! Replicas' events are pub/sub messages on `<prefix>:events`:
-//! `filled <entry key>` and `invalidated <entry key> ...`.
+//! Single node or cluster (`connection`), key and channel names
+//! (`keyspace`), and following the replicas' events (`subscriber`).
+
+mod connection;
+mod keyspace;
+mod subscriber;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
-use secrecy::ExposeSecret;
+use redis::AsyncCommands;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use self::connection::{Connection, Subscriber};
+use self::keyspace::Keyspace;
 use super::{Event, SharedStore, StoreError, StoreFuture, Tag, Write};
 use crate::cache::breaker::{self, Breaker, Permit};
 use crate::cache::key::{EntryKey, UrlKey};
@@ -57,8 +49,8 @@ const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis
 
 #[derive(Clone)]
 pub(crate) struct RedisStore {
-    client: redis::Client,
-    connection: ConnectionManager,
+    subscriber: Subscriber,
+    connection: Connection,
     keys: Keyspace,
     timeout: Duration,
     breaker: Arc<Breaker>,
@@ -70,78 +62,9 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.keys.prefix)
+            .field("cluster", &self.keys.cluster)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// The names of keys under `CACHE_KEY_PREFIX`.
-#[derive(Debug, Clone)]
-struct Keyspace {
-    prefix: Arc<str>,
-}
-
-impl Keyspace {
-    fn entry(&self, key: EntryKey) -> String {
-        format!("{}:{key}", self.prefix)
-    }
-
-    fn lock(&self, key: EntryKey) -> String {
-        format!("{}:{key}:lock", self.prefix)
-    }
-
-    fn variants(&self, url: UrlKey) -> String {
-        format!("{}:{}:variants", self.prefix, EntryKey::url(url))
-    }
-
-    fn tag(&self, tag: &Tag) -> String {
-        match tag {
-            Tag::Path(path) => format!("{}:tag:path:{path}", self.prefix),
-            Tag::SurrogateKey(key) => format!("{}:tag:key:{key}", self.prefix),
-            Tag::AnyKey => format!("{}:tag:any-key", self.prefix),
-        }
-    }
-
-    fn channel(&self) -> String {
-        format!("{}:events", self.prefix)
-    }
-
-    /// The entry key a stored name stands for: `<prefix>:<hex>[:v:<hex>]`.
-    fn parse(&self, name: &str) -> Option<EntryKey> {
-        let rest = name.strip_prefix(&*self.prefix)?.strip_prefix(':')?;
-        let hex = |s: &str| (s.len() == 32).then(|| u128::from_str_radix(s, 16).ok())?;
-        let (url, variant) = match rest.split_once(":v:") {
-            Some((url, variant)) => (url, Some(hex(variant)?)),
-            None => (rest, None),
-        };
-        Some(EntryKey {
-            url: UrlKey::from_digest(hex(url)?),
-            variant,
-        })
-    }
-
-    fn message(&self, event: &Event) -> String {
-        match event {
-            Event::Filled(key) => format!("filled {}", self.entry(*key)),
-            Event::Invalidated(keys) => {
-                keys.iter().fold("invalidated".to_owned(), |mut text, key| {
-                    text.push(' ');
-                    text.push_str(&self.entry(*key));
-                    text
-                })
-            }
-        }
-    }
-
-    fn event(&self, message: &str) -> Option<Event> {
-        let mut words = message.split(' ');
-        match words.next()? {
-            "filled" => Some(Event::Filled(self.parse(words.next()?)?)),
-            "invalidated" => Some(Event::Invalidated(
-                words.filter_map(|w| self.parse(w)).collect(),
-            )),
-            _ => None,
-        }
     }
 }
 
@@ -168,59 +91,32 @@ impl Drop for PermitGuard<'_> {
 impl RedisStore {
     /// Prepares the connection without making it.
     pub(crate) fn connect_lazy(config: &Config, metrics: CacheMetrics) -> Result<Self, StoreError> {
-        let address = if config.redis_tls {
-            ConnectionAddr::TcpTls {
-                host: config.redis_host.clone(),
-                port: config.redis_port,
-                insecure: false,
-                tls_params: None,
-            }
-        } else {
-            ConnectionAddr::Tcp(config.redis_host.clone(), config.redis_port)
+        let keys = Keyspace {
+            prefix: Arc::from(config.cache_key_prefix.as_str()),
+            cluster: config.redis_cluster_nodes.is_some(),
         };
-        let info = address.into_connection_info()?;
-        let mut settings = info.redis_settings().clone().set_db(config.redis_db);
-        if let Some(username) = &config.redis_username {
-            settings = settings.set_username(username);
-        }
-        if let Some(password) = &config.redis_password {
-            settings = settings.set_password(password.expose_secret());
-        }
-        let info = info.set_redis_settings(settings);
-        let client = match (&config.redis_tls, &config.redis_tls_ca_file) {
-            (true, Some(ca_file)) => {
-                let root_cert = std::fs::read(ca_file).map_err(StoreError::CaFile)?;
-                redis::Client::build_with_tls(
-                    info,
-                    TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root_cert),
-                    },
-                )?
+        let events = broadcast::channel(1024).0;
+        let on_push = {
+            let (keys, events) = (keys.clone(), events.clone());
+            move |push: redis::PushInfo| {
+                if let Some(message) = subscriber::sharded_message(push) {
+                    subscriber::deliver(&keys, &events, &message);
+                }
+                Ok::<(), ()>(())
             }
-            _ => redis::Client::open(info)?,
         };
-        let timeout = config.redis_timeout();
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // One attempt per reconnection: a refused connection fails at once and
-            // the next command tries again, instead of queueing behind a backoff.
-            .set_number_of_retries(0);
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+        let (connection, subscriber) = connection::connect_lazy(config, on_push)?;
         let breaker = Arc::new(Breaker::new(
             config.redis_breaker_failures,
             Duration::from_millis(config.redis_breaker_cooldown_ms),
         ));
         Ok(Self {
-            client,
+            subscriber,
             connection,
-            keys: Keyspace {
-                prefix: Arc::from(config.cache_key_prefix.as_str()),
-            },
-            timeout,
+            keys,
+            timeout: config.redis_timeout(),
             breaker,
-            events: broadcast::channel(1024).0,
+            events,
             metrics,
         })
     }
@@ -320,12 +216,24 @@ impl RedisStore {
         }
         pipe.set_ex(&entry, write.entry.stored().encode(), seconds)
             .ignore();
+        // A tag set is in its tag's slot: on a cluster, a pipeline of its own.
+        let mut pipes = vec![pipe];
         for tag in &write.tags {
-            add_to_set(&mut pipe, &self.keys.tag(tag), &primary);
+            if self.keys.cluster {
+                pipes.push(redis::pipe());
+            }
+            if let Some(pipe) = pipes.last_mut() {
+                add_to_set(pipe, &self.keys.tag(tag), &primary);
+            }
         }
-        let mut connection = self.connection.clone();
-        self.run("store", pipe.query_async::<()>(&mut connection))
-            .await
+        let sent = pipes.iter().map(|pipe| {
+            let mut connection = self.connection.clone();
+            async move {
+                self.run("store", pipe.query_async::<()>(&mut connection))
+                    .await
+            }
+        });
+        futures_util::future::try_join_all(sent).await.map(drop)
     }
 
     async fn invalidate_url(&self, url: UrlKey) -> Result<Vec<EntryKey>, StoreError> {
@@ -355,56 +263,6 @@ impl RedisStore {
             }
         }
         Ok(marked)
-    }
-
-    /// Follows `<prefix>:events` until `stopped`, reconnecting after failures;
-    /// while it is down, waiters fall back on their bounded waits.
-    fn follow_events(&self, stopped: CancellationToken) {
-        let (client, keys, events) = (self.client.clone(), self.keys.clone(), self.events.clone());
-        tokio::spawn(async move {
-            let channel = keys.channel();
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                let connection = tokio::select! {
-                    () = stopped.cancelled() => return,
-                    connection = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub()) => connection,
-                };
-                match connection {
-                    Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
-                        Ok(()) => {
-                            tracing::debug!(%channel, "subscribed to cache events");
-                            backoff = Duration::from_millis(200);
-                            let mut messages = pubsub.on_message();
-                            loop {
-                                let message = tokio::select! {
-                                    () = stopped.cancelled() => return,
-                                    message = messages.next() => message,
-                                };
-                                let Some(message) = message else { break };
-                                match message
-                                    .get_payload::<String>()
-                                    .ok()
-                                    .and_then(|m| keys.event(&m))
-                                {
-                                    // Nobody listening is fine.
-                                    Some(event) => drop(events.send(event)),
-                                    None => tracing::debug!("unknown cache event"),
-                                }
-                            }
-                            tracing::warn!(%channel, "cache events subscription ended; reconnecting");
-                        }
-                        Err(error) => tracing::debug!(%error, "cannot subscribe to cache events"),
-                    },
-                    Ok(Err(error)) => tracing::debug!(%error, "cannot connect for cache events"),
-                    Err(_elapsed) => tracing::debug!("connecting for cache events timed out"),
-                }
-                tokio::select! {
-                    () = stopped.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        });
     }
 }
 
@@ -501,13 +359,13 @@ impl SharedStore for RedisStore {
     fn publish<'a>(&'a self, event: &'a Event) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let message = self.keys.message(event);
-            self.run(
-                "publish",
-                connection.publish::<_, _, i64>(self.keys.channel(), message),
-            )
-            .await
-            .map(drop)
+            let publish = redis::cmd(self.keys.publish_command())
+                .arg(self.keys.channel_of(event))
+                .arg(self.keys.message(event))
+                .clone();
+            self.run("publish", publish.query_async::<i64>(&mut connection))
+                .await
+                .map(drop)
         })
     }
 
@@ -516,7 +374,12 @@ impl SharedStore for RedisStore {
     }
 
     fn start(&self, stopped: CancellationToken) {
-        self.follow_events(stopped);
+        subscriber::follow(
+            self.subscriber.clone(),
+            self.keys.clone(),
+            self.events.clone(),
+            stopped,
+        );
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
@@ -533,34 +396,5 @@ impl SharedStore for RedisStore {
 
     fn breaker_state(&self) -> breaker::State {
         self.breaker.state()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cache::target::Target;
-
-    #[test]
-    fn names_and_events_round_trip() {
-        let keys = Keyspace {
-            prefix: Arc::from("api-cache"),
-        };
-        let url = UrlKey::of(&Target::parse("/air_quality", None).unwrap());
-        assert_eq!(
-            keys.entry(EntryKey::url(url)),
-            "api-cache:b3231c75c1834b123a585db254cb22c0"
-        );
-        let variant = EntryKey::variant(url, 7);
-        assert_eq!(keys.parse(&keys.entry(variant)), Some(variant));
-        assert_eq!(keys.parse(&keys.variants(url)), None);
-        assert_eq!(keys.parse("other:b3231c75c1834b123a585db254cb22c0"), None);
-        for event in [
-            Event::Filled(variant),
-            Event::Invalidated(vec![EntryKey::url(url), variant]),
-        ] {
-            assert_eq!(keys.event(&keys.message(&event)), Some(event));
-        }
-        assert_eq!(keys.event("nonsense"), None);
     }
 }
