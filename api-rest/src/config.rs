@@ -32,6 +32,19 @@ pub struct Config {
     /// `POSTGRES_PORT`: its port. Default 5432.
     #[serde(default = "default_postgres_port")]
     pub postgres_port: u16,
+    /// `POSTGRES_READ_HOST`: a streaming replica (or a read-only Service in
+    /// front of several) that serves the reads; the primary keeps `LISTEN`
+    /// and serves a read when the replica is behind or down. Optional.
+    #[serde(default)]
+    pub postgres_read_host: Option<String>,
+    /// `POSTGRES_READ_PORT`: its port. Default (also when empty): `POSTGRES_PORT`.
+    #[serde(default)]
+    pub postgres_read_port: Option<String>,
+    /// `POSTGRES_READ_MAX_WAIT_MS`: how long a read waits for the replica to
+    /// reach the newest announced data version before reading from the
+    /// primary instead. Default 100.
+    #[serde(default = "default_read_max_wait")]
+    pub postgres_read_max_wait_ms: u64,
     /// `POSTGRES_DB`: the database holding the API schema. Default `postgres`.
     #[serde(default = "default_postgres_db")]
     pub postgres_db: String,
@@ -77,6 +90,9 @@ pub struct Config {
     pub response_max_age_seconds: u64,
 }
 
+fn default_read_max_wait() -> u64 {
+    100
+}
 fn default_port() -> u16 {
     DEFAULT_PORT
 }
@@ -140,6 +156,16 @@ impl Config {
             return Err(ConfigError::Missing("POSTGRES_API_PASSWORD".into()));
         }
         self.postgres_sslrootcert = non_empty(self.postgres_sslrootcert.take());
+        self.postgres_read_host = non_empty(self.postgres_read_host.take());
+        self.postgres_read_port = non_empty(self.postgres_read_port.take());
+        if let Some(port) = &self.postgres_read_port
+            && port.parse::<u16>().is_err()
+        {
+            return Err(ConfigError::invalid(
+                "POSTGRES_READ_PORT",
+                format!("expected a port number, got '{port}'"),
+            ));
+        }
         self.ssl_mode()?;
         for (name, value) in [
             ("POSTGRES_HOST", &self.postgres_host),
@@ -176,6 +202,20 @@ impl Config {
                 ),
             )
         })
+    }
+
+    /// The replica reads go to, if one is configured: host and port.
+    pub fn read_replica(&self) -> Option<(&str, u16)> {
+        let host = self.postgres_read_host.as_deref()?;
+        let port = self
+            .postgres_read_port
+            .as_deref()
+            .and_then(|p| p.parse().ok());
+        Some((host, port.unwrap_or(self.postgres_port)))
+    }
+
+    pub fn read_max_wait(&self) -> Duration {
+        Duration::from_millis(self.postgres_read_max_wait_ms)
     }
 
     pub fn acquire_timeout(&self) -> Duration {
@@ -239,6 +279,42 @@ mod tests {
         ])
         .unwrap_err();
         assert!(error.to_string().contains("POSTGRES_SSLMODE"), "{error}");
+    }
+
+    #[test]
+    fn a_read_replica_is_optional_and_defaults_to_the_primarys_port() {
+        let password = ("POSTGRES_API_PASSWORD", "x");
+        assert_eq!(load(&[password]).unwrap().read_replica(), None);
+        assert_eq!(
+            load(&[password, ("POSTGRES_READ_HOST", "")])
+                .unwrap()
+                .read_replica(),
+            None
+        );
+        let config = load(&[
+            password,
+            ("POSTGRES_READ_HOST", "pg-ro"),
+            ("POSTGRES_PORT", "6432"),
+        ])
+        .unwrap();
+        assert_eq!(config.read_replica(), Some(("pg-ro", 6432)));
+        let config = load(&[
+            password,
+            ("POSTGRES_READ_HOST", "pg-ro"),
+            ("POSTGRES_READ_PORT", "5433"),
+        ])
+        .unwrap();
+        assert_eq!(config.read_replica(), Some(("pg-ro", 5433)));
+        assert_eq!(config.read_max_wait(), Duration::from_millis(100));
+        let config = load(&[
+            password,
+            ("POSTGRES_READ_HOST", "pg-ro"),
+            ("POSTGRES_READ_PORT", ""),
+        ])
+        .unwrap();
+        assert_eq!(config.read_replica(), Some(("pg-ro", 5432)));
+        let error = load(&[password, ("POSTGRES_READ_PORT", "x")]).unwrap_err();
+        assert!(error.to_string().contains("POSTGRES_READ_PORT"), "{error}");
     }
 
     #[test]

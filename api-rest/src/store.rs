@@ -1,14 +1,19 @@
-//! PostgreSQL access: the pool, the measurement query, the readiness probe.
+//! PostgreSQL access: the pools, the measurement query, the readiness probe.
 //!
-//! The pool connects lazily, so api-rest starts (and reports not-ready) while the
+//! The pools connect lazily, so api-rest starts (and reports not-ready) while the
 //! database is down, and reconnects by itself when it returns: every connection
 //! is checked before use and broken ones are replaced.
+//!
+//! With a read replica (`POSTGRES_READ_HOST`), reads go there as long as it
+//! has replayed the newest data version announced (by the primary's
+//! `NOTIFY`): an answer is never older than a change api-cache was told
+//! about. A replica behind is waited for up to `POSTGRES_READ_MAX_WAIT_MS`,
+//! then the primary answers; a replica that fails is left alone for
+//! `REPLICA_REST` and the primary answers. `Snapshot::from` says which.
 
-use std::time::Duration;
-
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{Stream, TryStreamExt};
 use secrecy::ExposeSecret;
@@ -21,11 +26,74 @@ use crate::measurement::{COLUMNS, Measurement};
 use crate::query::{MeasurementQuery, Order, RowKey};
 use service_kit::ConfigError;
 
+/// How long a replica that failed is not asked again.
+const REPLICA_REST: Duration = Duration::from_secs(5);
+/// How often a read waiting for the replica to catch up looks again.
+const REPLICA_POLL: Duration = Duration::from_millis(10);
+/// How long a read waits for a replica connection before asking the primary.
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// The primary: LISTEN, the data version, and reads without a replica.
     pool: PgPool,
+    replica: Option<Replica>,
     /// Requests waiting for a connection now.
     waiting: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Clone)]
+struct Replica {
+    pool: PgPool,
+    max_wait: Duration,
+    /// Until when it is left alone after a failure.
+    resting_until: Arc<Mutex<Option<Instant>>>,
+}
+
+/// Where a snapshot was read (`api_rest_reads_total{from}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The primary; no replica is configured.
+    Primary,
+    /// The replica, at once.
+    Replica,
+    /// The replica, after waiting for it to replay the announced version.
+    ReplicaAfterWait,
+    /// The primary: the replica stayed behind the announced version.
+    PrimaryReplicaBehind,
+    /// The primary: the replica failed, or is resting after a failure.
+    PrimaryReplicaDown,
+}
+
+impl ReadFrom {
+    pub const ALL: [Self; 5] = [
+        Self::Primary,
+        Self::Replica,
+        Self::ReplicaAfterWait,
+        Self::PrimaryReplicaBehind,
+        Self::PrimaryReplicaDown,
+    ];
+
+    pub fn is_replica(self) -> bool {
+        matches!(self, Self::Replica | Self::ReplicaAfterWait)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Replica => "replica",
+            Self::ReplicaAfterWait => "replica_after_wait",
+            Self::PrimaryReplicaBehind => "primary_replica_behind",
+            Self::PrimaryReplicaDown => "primary_replica_down",
+        }
+    }
+}
+
+/// What asking the replica gave.
+enum ReplicaRead {
+    Read(Snapshot),
+    Behind,
+    Down,
 }
 
 /// The pool's state, for the metrics.
@@ -54,44 +122,33 @@ impl Drop for Waiting<'_> {
 }
 
 impl Store {
-    /// Builds the pool without connecting.
+    /// Builds the pools without connecting.
     pub fn connect_lazy(config: &Config) -> Result<Self, ConfigError> {
-        let statement_timeout = format!("{}s", config.postgres_statement_timeout_seconds);
-        let mut options = PgConnectOptions::new_without_pgpass()
-            .host(&config.postgres_host)
-            .port(config.postgres_port)
-            .database(&config.postgres_db)
-            .username(&config.postgres_api_user)
-            .password(
-                config
-                    .postgres_api_password
-                    .as_ref()
-                    .map(ExposeSecret::expose_secret)
-                    .unwrap_or_default(),
-            )
-            .ssl_mode(config.ssl_mode()?)
-            .application_name("api-rest")
-            // The table is addressed unqualified; the schema is configuration.
-            // JIT off: every query here is a few index probes or one range,
-            // and compiling them cost 80 ms on a 10-million-row table (the
-            // planner's cost estimate crosses jit_above_cost).
-            .options([
-                ("search_path", config.postgres_api_schema.as_str()),
-                ("statement_timeout", statement_timeout.as_str()),
-                ("jit", "off"),
-            ]);
-        if let Some(root_cert) = &config.postgres_sslrootcert {
-            options = options.ssl_root_cert(root_cert);
-        }
+        let primary = connect_options(config, &config.postgres_host, config.postgres_port)?;
         let pool = PgPoolOptions::new()
             .max_connections(config.postgres_pool_max_connections)
             .min_connections(0)
             .acquire_timeout(config.acquire_timeout())
             .idle_timeout(Some(Duration::from_secs(300)))
             .test_before_acquire(true)
-            .connect_lazy_with(options);
+            .connect_lazy_with(primary);
+        let replica = match config.read_replica() {
+            None => None,
+            Some((host, port)) => Some(Replica {
+                pool: PgPoolOptions::new()
+                    .max_connections(config.postgres_pool_max_connections)
+                    .min_connections(0)
+                    .acquire_timeout(REPLICA_ACQUIRE_TIMEOUT.min(config.acquire_timeout()))
+                    .idle_timeout(Some(Duration::from_secs(300)))
+                    .test_before_acquire(true)
+                    .connect_lazy_with(connect_options(config, host, port)?),
+                max_wait: config.read_max_wait(),
+                resting_until: Arc::new(Mutex::new(None)),
+            }),
+        };
         Ok(Self {
             pool,
+            replica,
             waiting: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -105,24 +162,25 @@ impl Store {
         }
     }
 
-    /// Opens a consistent, read-only view of the data and reads its version.
-    /// The rows read through it later belong to exactly that version.
-    pub async fn snapshot(&self) -> Result<Snapshot, sqlx::Error> {
-        let waiting = Waiting::enter(&self.waiting);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-        drop(waiting);
-        let (version, changed_at): (i64, OffsetDateTime) =
-            sqlx::query_as("SELECT version, changed_at FROM air_quality_data_version")
-                .fetch_one(&mut *tx)
-                .await?;
-        Ok(Snapshot {
-            tx,
-            version,
-            changed_at: SystemTime::from(changed_at),
-        })
+    /// Opens a consistent, read-only view of the data and reads its version:
+    /// on the replica if it has `announced` (the newest version announced),
+    /// else on the primary. The rows read through it belong to that version.
+    /// `primary_only`: a read again after the replica failed mid-read.
+    pub async fn snapshot(
+        &self,
+        announced: Option<i64>,
+        primary_only: bool,
+    ) -> Result<Snapshot, sqlx::Error> {
+        let from = match &self.replica {
+            None => ReadFrom::Primary,
+            Some(_) if primary_only => ReadFrom::PrimaryReplicaDown,
+            Some(replica) => match replica.snapshot(announced, &self.waiting).await {
+                ReplicaRead::Read(snapshot) => return Ok(snapshot),
+                ReplicaRead::Behind => ReadFrom::PrimaryReplicaBehind,
+                ReplicaRead::Down => ReadFrom::PrimaryReplicaDown,
+            },
+        };
+        open_snapshot(&self.pool, &self.waiting, from).await
     }
 
     /// The pool, for the data-change listener's connection.
@@ -154,6 +212,119 @@ impl Store {
     }
 }
 
+impl Replica {
+    /// A snapshot at `announced` or newer, waiting up to `max_wait` for the
+    /// replica to replay it.
+    async fn snapshot(&self, announced: Option<i64>, waiting: &AtomicU64) -> ReplicaRead {
+        if self.resting() {
+            return ReplicaRead::Down;
+        }
+        let deadline = Instant::now() + self.max_wait;
+        let mut from = ReadFrom::Replica;
+        loop {
+            let snapshot = match open_snapshot(&self.pool, waiting, from).await {
+                Ok(snapshot) => snapshot,
+                Err(error) => {
+                    tracing::warn!(%error, "the read replica failed; reading from the primary");
+                    self.rest();
+                    return ReplicaRead::Down;
+                }
+            };
+            if announced.is_none_or(|version| snapshot.version >= version) {
+                return ReplicaRead::Read(snapshot);
+            }
+            // Rolled back on drop; a later transaction sees what was replayed since.
+            drop(snapshot);
+            if Instant::now() + REPLICA_POLL > deadline {
+                return ReplicaRead::Behind;
+            }
+            tokio::time::sleep(REPLICA_POLL).await;
+            from = ReadFrom::ReplicaAfterWait;
+        }
+    }
+
+    fn resting(&self) -> bool {
+        let mut until = self
+            .resting_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *until {
+            Some(at) if Instant::now() < at => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn rest(&self) {
+        *self
+            .resting_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + REPLICA_REST);
+    }
+}
+
+/// How api-rest logs in to `host:port`.
+fn connect_options(
+    config: &Config,
+    host: &str,
+    port: u16,
+) -> Result<PgConnectOptions, ConfigError> {
+    let statement_timeout = format!("{}s", config.postgres_statement_timeout_seconds);
+    let mut options = PgConnectOptions::new_without_pgpass()
+        .host(host)
+        .port(port)
+        .database(&config.postgres_db)
+        .username(&config.postgres_api_user)
+        .password(
+            config
+                .postgres_api_password
+                .as_ref()
+                .map(ExposeSecret::expose_secret)
+                .unwrap_or_default(),
+        )
+        .ssl_mode(config.ssl_mode()?)
+        .application_name("api-rest")
+        // The table is addressed unqualified; the schema is configuration.
+        // JIT off: every query here is a few index probes or one range,
+        // and compiling them cost 80 ms on a 10-million-row table (the
+        // planner's cost estimate crosses jit_above_cost).
+        .options([
+            ("search_path", config.postgres_api_schema.as_str()),
+            ("statement_timeout", statement_timeout.as_str()),
+            ("jit", "off"),
+        ]);
+    if let Some(root_cert) = &config.postgres_sslrootcert {
+        options = options.ssl_root_cert(root_cert);
+    }
+    Ok(options)
+}
+
+/// A read-only, repeatable-read transaction on `pool` and its data version.
+async fn open_snapshot(
+    pool: &PgPool,
+    waiting: &AtomicU64,
+    from: ReadFrom,
+) -> Result<Snapshot, sqlx::Error> {
+    let counted = Waiting::enter(waiting);
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    drop(counted);
+    let (version, changed_at): (i64, OffsetDateTime) =
+        sqlx::query_as("SELECT version, changed_at FROM air_quality_data_version")
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(Snapshot {
+        tx,
+        version,
+        changed_at: SystemTime::from(changed_at),
+        from,
+    })
+}
+
 /// A read-only transaction on one version of the data.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -162,6 +333,7 @@ pub struct Snapshot {
     pub version: i64,
     /// When that change was committed.
     pub changed_at: SystemTime,
+    pub from: ReadFrom,
 }
 
 impl Snapshot {

@@ -116,6 +116,73 @@ impl PostgresServer {
         server
     }
 
+    /// A streaming replica of this server: `pg_basebackup -R` into a directory
+    /// of its own, a second postmaster on a free port (hot standby). Removed on drop.
+    pub fn start_replica(&self) -> PostgresServer {
+        let temp = tempfile::Builder::new()
+            .prefix("aq-test-pg-replica-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        let dir = temp.path().to_owned();
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .expect("cannot hand the data directory to postgres");
+        }
+        let mut backup = Command::new(self.bin.join("pg_basebackup"));
+        backup
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-h")
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-R", "-X", "stream", "--no-sync", "-c", "fast"])
+            .current_dir(&dir);
+        if let Some((uid, gid)) = self.run_as {
+            backup.uid(uid).gid(gid);
+        }
+        let output = backup.output().expect("cannot run pg_basebackup");
+        assert!(
+            output.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut replica = Self {
+            port: free_port(),
+            dir,
+            bin: self.bin.clone(),
+            run_as: self.run_as,
+            process: None,
+            _owned_dir: Some(temp),
+            shared: false,
+        };
+        replica.start_again();
+        replica
+    }
+
+    /// Runs one SQL query as the admin with psql; returns its unaligned output.
+    pub fn psql_value(&self, database: &str, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args([
+                "--no-psqlrc",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-U",
+                "postgres",
+            ])
+            .arg("-h")
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-d", database, "-c", sql])
+            .output()
+            .expect("cannot run psql");
+        assert!(
+            output.status.success(),
+            "psql failed on {sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
     /// Starts the server (again) on the same port and data.
     pub fn start_again(&mut self) {
         assert!(self.process.is_none(), "the server is already running");

@@ -48,6 +48,9 @@ pub(crate) enum NotStored {
     Concurrent,
     /// Passed through as it streamed: the fill buffer budget was spent.
     BufferBudget,
+    /// Read from data older than a change already announced (a lagging
+    /// replica): storing it would undo the change for later requests.
+    Outdated,
 }
 
 impl NotStored {
@@ -67,6 +70,7 @@ impl NotStored {
             Self::NoFreshness => "no-freshness",
             Self::Concurrent => "concurrent-fetch",
             Self::BufferBudget => "buffer-budget",
+            Self::Outdated => "outdated",
         }
     }
 }

@@ -531,7 +531,11 @@ async fn persist(
     stored.lifetime_ms = u64::try_from(terms.lifetime.duration().as_millis()).unwrap_or(u64::MAX);
     stored.shared_with_credentials = terms.shared_with_credentials;
     let key = variant_key_of(request.url, &stored);
+    let outdated = stored.generation < state.generation.current();
     let entry = Arc::new(Entry::with_identity(stored, identity));
+    if outdated {
+        return (entry, Stored::No(NotStored::Outdated));
+    }
     if storing == Storing::Never {
         return (entry, Stored::No(NotStored::Concurrent));
     }

@@ -11,6 +11,7 @@ mod health;
 mod index;
 mod latest;
 mod openapi;
+mod read_retry;
 mod stations;
 
 use std::sync::Arc;
@@ -69,7 +70,8 @@ pub fn public(state: AppState) -> Router {
         .route("/stations/{id_entity}", get(stations::one))
         .route("/openapi.json", get(openapi::serve))
         .route("/docs", get(docs::page))
-        .route("/docs/{file}", get(docs::file));
+        .route("/docs/{file}", get(docs::file))
+        .layer(middleware::from_fn(read_retry::retry_on_the_primary));
     finish(routes, state)
 }
 
@@ -126,10 +128,20 @@ impl AppState {
     /// timed and counted.
     pub(crate) async fn snapshot(&self) -> Result<crate::store::Snapshot, crate::error::ApiError> {
         let started = std::time::Instant::now();
-        let snapshot = self.store.snapshot().await;
+        let announced = self.versions.current();
+        let snapshot = self
+            .store
+            .snapshot(announced, read_retry::primary_only())
+            .await;
         self.record_database(snapshot.as_ref().map(|_| ()));
         let snapshot = snapshot?;
+        if snapshot.from.is_replica() {
+            read_retry::used_replica();
+        }
         self.record_query("snapshot", started.elapsed());
+        self.metrics.scope(|| {
+            metrics::counter!("api_rest_reads_total", "from" => snapshot.from.label()).increment(1);
+        });
         Ok(snapshot)
     }
 
@@ -169,6 +181,13 @@ fn describe_metrics(metrics: &Metrics) {
         metrics::describe_gauge!("api_rest_db_pool_connections", "Pool connections by state: idle, in_use.");
         metrics::describe_gauge!("api_rest_db_pool_max_connections", "POSTGRES_POOL_MAX_CONNECTIONS.");
         metrics::describe_gauge!("api_rest_db_pool_waiting", "Requests waiting for a pool connection.");
+        metrics::describe_counter!(
+            "api_rest_reads_total",
+            "Snapshots by where they were read: primary (no replica), replica, replica_after_wait, primary_replica_behind, primary_replica_down."
+        );
+        for from in crate::store::ReadFrom::ALL {
+            metrics::counter!("api_rest_reads_total", "from" => from.label()).absolute(0);
+        }
         metrics::gauge!("api_rest_database_up").set(0.0);
         for kind in ["unavailable", "query"] {
             metrics::counter!("api_rest_database_errors_total", "kind" => kind).absolute(0);
