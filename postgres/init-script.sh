@@ -106,6 +106,27 @@ CREATE TABLE IF NOT EXISTS stations (
     timezone     text             NOT NULL
 );
 
+-- Databases made before the table was partitioned: the old table steps aside
+-- (renamed, with its indexes) and its rows move to the partitioned one below,
+-- in this transaction; a count that differs aborts it, so no row is lost.
+DO \$migrate\$
+BEGIN
+    IF EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = current_schema() AND c.relname = 'air_quality_measurements'
+                  AND c.relkind = 'r') THEN
+        RAISE NOTICE 'moving air_quality_measurements into monthly partitions';
+        ALTER TABLE air_quality_measurements RENAME TO air_quality_measurements_unpartitioned;
+        ALTER INDEX IF EXISTS air_quality_measurements_pkey
+            RENAME TO air_quality_measurements_unpartitioned_pkey;
+        ALTER INDEX IF EXISTS air_quality_measurements_time_idx
+            RENAME TO air_quality_measurements_unpartitioned_time_idx;
+    END IF;
+END
+\$migrate\$;
+
+-- Partitioned by month of time_instant: a time range reads only its months,
+-- and old months can be detached or dropped whole. Rows of a month without a
+-- partition land in the default one until air_quality_add_partitions makes it.
 CREATE TABLE IF NOT EXISTS air_quality_measurements (
     time_instant timestamp without time zone NOT NULL,
     id_entity    varchar(50)                 NOT NULL,
@@ -121,11 +142,44 @@ CREATE TABLE IF NOT EXISTS air_quality_measurements (
         INCLUDE (so2, no2, co, o3, pm10, pm2_5),
     CONSTRAINT air_quality_measurements_station_fkey FOREIGN KEY (id_entity)
         REFERENCES stations (id_entity)
-);
+) PARTITION BY RANGE (time_instant);
 -- The primary key serves per-station queries; this index serves time ranges and
 -- the API's default order (time_instant, id_entity) without a sort.
 CREATE INDEX IF NOT EXISTS air_quality_measurements_time_idx
     ON air_quality_measurements (time_instant, id_entity);
+CREATE TABLE IF NOT EXISTS air_quality_measurements_default
+    PARTITION OF air_quality_measurements DEFAULT;
+
+-- Makes the monthly partitions from first_month to last_month that do not
+-- exist yet, moving their rows out of the default partition; returns how
+-- many it made. The maintenance job calls it ahead of time, e.g. monthly:
+--   SELECT api.air_quality_add_partitions(now()::timestamp, now()::timestamp + interval '3 months');
+CREATE OR REPLACE FUNCTION air_quality_add_partitions(first_month timestamp, last_month timestamp)
+    RETURNS integer LANGUAGE plpgsql SET search_path FROM CURRENT AS \$body\$
+DECLARE
+    month   timestamp := date_trunc('month', first_month);
+    part    text;
+    made    integer := 0;
+BEGIN
+    WHILE month <= date_trunc('month', last_month) LOOP
+        part := 'air_quality_measurements_' || to_char(month, '"y"YYYY"m"MM');
+        IF to_regclass(part) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I (LIKE air_quality_measurements)', part);
+            EXECUTE format('WITH moved AS (DELETE FROM air_quality_measurements_default '
+                           'WHERE time_instant >= %L AND time_instant < %L RETURNING *) '
+                           'INSERT INTO %I SELECT * FROM moved',
+                           month, month + interval '1 month', part);
+            EXECUTE format('ALTER TABLE air_quality_measurements ATTACH PARTITION %I '
+                           'FOR VALUES FROM (%L) TO (%L)',
+                           part, month, month + interval '1 month');
+            made := made + 1;
+        END IF;
+        month := month + interval '1 month';
+    END LOOP;
+    RETURN made;
+END
+\$body\$;
+REVOKE ALL ON FUNCTION air_quality_add_partitions(timestamp, timestamp) FROM PUBLIC;
 
 -- Databases made by earlier versions of this script: a primary key without
 -- the covered columns is rebuilt with them.
@@ -324,6 +378,36 @@ INSERT INTO stations AS s SELECT * FROM stations_staging
                              excluded.elevation_m, excluded.area, excluded.station_type,
                              excluded.timezone);
 
+-- Databases made before partitioning (see above): their rows move in, now
+-- that the stations they name are loaded.
+DO \$migrate\$
+DECLARE
+    before bigint;
+    after  bigint;
+    missing text;
+BEGIN
+    IF to_regclass('air_quality_measurements_unpartitioned') IS NOT NULL THEN
+        SELECT string_agg(id_entity, ', ') INTO missing
+          FROM (SELECT DISTINCT id_entity FROM air_quality_measurements_unpartitioned m
+                 WHERE NOT EXISTS (SELECT FROM stations s WHERE s.id_entity = m.id_entity)
+                 ORDER BY id_entity LIMIT 20) orphans;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'measurements name stations missing from the stations file: %', missing;
+        END IF;
+        PERFORM air_quality_add_partitions(min(time_instant), max(time_instant))
+           FROM air_quality_measurements_unpartitioned HAVING count(*) > 0;
+        INSERT INTO air_quality_measurements SELECT * FROM air_quality_measurements_unpartitioned;
+        SELECT count(*) INTO before FROM air_quality_measurements_unpartitioned;
+        SELECT count(*) INTO after FROM air_quality_measurements;
+        IF before <> after THEN
+            RAISE EXCEPTION 'moving into partitions: % rows before, % after; nothing was changed',
+                before, after;
+        END IF;
+        DROP TABLE air_quality_measurements_unpartitioned;
+    END IF;
+END
+\$migrate\$;
+
 -- Databases made by earlier versions: measurements gain their foreign key
 -- (every station they name must be in the stations file), and the latest
 -- readings are computed once.
@@ -374,6 +458,13 @@ BEGIN
     END IF;
 END
 \$check\$;
+-- The months of the data, and three ahead of its newest.
+DO \$partitions\$
+BEGIN
+    PERFORM air_quality_add_partitions(min(time_instant), max(time_instant) + interval '3 months')
+       FROM air_quality_staging HAVING count(*) > 0;
+END
+\$partitions\$;
 INSERT INTO air_quality_measurements
     SELECT * FROM air_quality_staging
     ON CONFLICT (id_entity, time_instant) DO NOTHING;

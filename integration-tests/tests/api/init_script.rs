@@ -115,6 +115,18 @@ async fn a_database_made_by_the_earlier_script_is_upgraded_in_place() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(count_rows(&db, "api").await, csv_rows() + 1, "nothing lost");
+    let partitioned = scalar(
+        &db,
+        "SELECT count(*) FROM pg_partitioned_table WHERE partrelid = 'api.air_quality_measurements'::regclass",
+    )
+    .await;
+    assert_eq!(partitioned, 1, "the old table became a partitioned one");
+    let old_row = scalar(
+        &db,
+        "SELECT count(*) FROM api.air_quality_measurements_y2017m01 WHERE id_entity = 'aq_jaen'",
+    )
+    .await;
+    assert_eq!(old_row, 1, "the old row is in its month's partition");
     let covering = scalar(
         &db,
         "SELECT (indnatts - indnkeyatts)::bigint FROM pg_index WHERE indexrelid = 'api.air_quality_measurements_pkey'::regclass",

@@ -14,6 +14,7 @@ mod hardening;
 mod http_cache;
 mod init_script;
 mod observability;
+mod partitions;
 mod read_replica;
 mod redis_cluster;
 mod repository;
