@@ -219,6 +219,14 @@ CREATE TABLE IF NOT EXISTS air_quality_latest (
     PRIMARY KEY (id_entity, pollutant)
 );
 
+-- Each station's first and last measurement, kept by the same triggers: over
+-- monthly partitions, min() and max() would probe every month's index.
+CREATE TABLE IF NOT EXISTS air_quality_spans (
+    id_entity  varchar(50) PRIMARY KEY REFERENCES stations (id_entity) ON DELETE CASCADE,
+    first_time timestamp without time zone NOT NULL,
+    last_time  timestamp without time zone NOT NULL
+);
+
 -- Statement-level, and only when the statement changed rows (a re-run of this
 -- script inserts nothing and bumps nothing). The new version is also sent with
 -- NOTIFY air_quality_changed, delivered when the transaction commits: api-rest
@@ -268,6 +276,12 @@ BEGIN
     ON CONFLICT (id_entity, pollutant) DO UPDATE
        SET time_instant = excluded.time_instant, value = excluded.value
      WHERE l.time_instant <= excluded.time_instant;
+    INSERT INTO air_quality_spans AS s (id_entity, first_time, last_time)
+    SELECT id_entity, min(time_instant), max(time_instant) FROM changed_rows GROUP BY id_entity
+    ON CONFLICT (id_entity) DO UPDATE
+       SET first_time = least(s.first_time, excluded.first_time),
+           last_time = greatest(s.last_time, excluded.last_time)
+     WHERE excluded.first_time < s.first_time OR excluded.last_time > s.last_time;
     RETURN NULL;
 END
 \$body\$;
@@ -281,7 +295,7 @@ DECLARE
     touched varchar(50)[];
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        TRUNCATE air_quality_latest;
+        TRUNCATE air_quality_latest, air_quality_spans;
         RETURN NULL;
     ELSIF TG_OP = 'UPDATE' THEN
         SELECT array_agg(DISTINCT id_entity) INTO touched
@@ -303,6 +317,10 @@ BEGIN
             WHERE m.id_entity = t.id_entity AND v.value IS NOT NULL
             ORDER BY m.time_instant DESC
             LIMIT 1) r;
+    DELETE FROM air_quality_spans WHERE id_entity = ANY (touched);
+    INSERT INTO air_quality_spans (id_entity, first_time, last_time)
+    SELECT id_entity, min(time_instant), max(time_instant)
+      FROM air_quality_measurements WHERE id_entity = ANY (touched) GROUP BY id_entity;
     RETURN NULL;
 END
 \$body\$;
@@ -439,6 +457,12 @@ BEGIN
          WHERE p.value IS NOT NULL
          ORDER BY m.id_entity, p.pollutant, m.time_instant DESC;
     END IF;
+    IF NOT EXISTS (SELECT FROM air_quality_spans)
+       AND EXISTS (SELECT FROM air_quality_measurements) THEN
+        INSERT INTO air_quality_spans (id_entity, first_time, last_time)
+        SELECT id_entity, min(time_instant), max(time_instant)
+          FROM air_quality_measurements GROUP BY id_entity;
+    END IF;
 END
 \$upgrade\$;
 
@@ -479,13 +503,14 @@ ALTER ROLE :"api_user" SET default_transaction_read_only = on;
 GRANT CONNECT ON DATABASE :"DBNAME" TO :"api_user";
 GRANT USAGE ON SCHEMA :"schema" TO :"api_user";
 GRANT SELECT ON :"schema".air_quality_measurements, :"schema".air_quality_data_version,
-    :"schema".stations, :"schema".air_quality_latest TO :"api_user";
+    :"schema".stations, :"schema".air_quality_latest, :"schema".air_quality_spans TO :"api_user";
 
 COMMIT;
 -- VACUUM marks the pages all-visible, so the covering index is read alone.
 VACUUM (ANALYZE) :"schema".air_quality_measurements;
 ANALYZE :"schema".stations;
 ANALYZE :"schema".air_quality_latest;
+ANALYZE :"schema".air_quality_spans;
 SQL
   echo "init-script.sh: done" >&2
 )

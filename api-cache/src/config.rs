@@ -119,7 +119,7 @@ pub struct Config {
     /// outdated entries at once. Default `/changes`; empty disables it.
     #[serde(default = "default_changes_path")]
     pub backend_changes_path: String,
-    /// `CACHE_KEY_PREFIX`: the prefix of every Redis key (`<prefix>:<digest>`). Default `api-cache`.
+    /// `CACHE_KEY_PREFIX`: the prefix of every Redis key (`<prefix>:{<digest>}`). Default `api-cache`.
     #[serde(default = "default_prefix")]
     pub cache_key_prefix: String,
     /// `CACHE_COMPRESSION`: how bodies are stored: `gzip` (text types over 1 KiB,

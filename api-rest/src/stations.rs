@@ -200,18 +200,18 @@ pub fn push_distance(sql: &mut QueryBuilder<Postgres>, near: Near) {
         .push(") / 2), 2)))))");
 }
 
-/// The stations `filter` picks, with the span of their measurements (two
-/// probes of the primary key each).
+/// The stations `filter` picks, with the span of their measurements (kept
+/// per station by the triggers, in `air_quality_spans`).
 pub async fn list(
     snapshot: &mut Snapshot,
     filter: &StationFilter,
 ) -> Result<Vec<StationListing>, sqlx::Error> {
     let mut sql = QueryBuilder::new(format!(
         "SELECT {STATION_COLUMNS}, \
-           (SELECT min(m.time_instant) FROM air_quality_measurements m \
-             WHERE m.id_entity = s.id_entity) AS first_measurement, \
-           (SELECT max(m.time_instant) FROM air_quality_measurements m \
-             WHERE m.id_entity = s.id_entity) AS last_measurement, "
+           (SELECT p.first_time FROM air_quality_spans p \
+             WHERE p.id_entity = s.id_entity) AS first_measurement, \
+           (SELECT p.last_time FROM air_quality_spans p \
+             WHERE p.id_entity = s.id_entity) AS last_measurement, "
     ));
     match filter.near {
         Some(near) => {

@@ -1,6 +1,6 @@
 //! Cache keys: the xxh3-128 digest of the normalized target (see `target`),
 //! the same in every process and replica (unlike a per-process randomized
-//! hash), stored in Redis as `<prefix>:<digest in hex>` (see `storage::redis`).
+//! hash), stored in Redis as `<prefix>:{<digest in hex>}` (see `storage::redis`).
 
 use xxhash_rust::xxh3::xxh3_128;
 

@@ -2,8 +2,9 @@
 //! - a fill is over (stored or not): replicas waiting for it look again;
 //! - entries were purged: replicas drop their local copies.
 //!
-//! On Redis each is one pub/sub message on `<prefix>:events`: `filled <key>`
-//! or `invalidated <key> ...`, with the keys as stored (see `redis`).
+//! On Redis each is one pub/sub message, `filled <key>` or `invalidated <key>
+//! ...` with the keys as stored: on `<prefix>:events` on one node, by sharded
+//! pub/sub on a cluster (see `redis::keyspace`).
 
 use crate::cache::key::EntryKey;
 

@@ -155,10 +155,9 @@ pub async fn plan(
     query: &AggregateQuery,
 ) -> Result<Vec<StationRange>, PlanError> {
     let spans: Vec<Span> = sqlx::query_as(
-        "SELECT s.id_entity, s.timezone, \
-           (SELECT min(m.time_instant) FROM air_quality_measurements m WHERE m.id_entity = s.id_entity) AS first, \
-           (SELECT max(m.time_instant) FROM air_quality_measurements m WHERE m.id_entity = s.id_entity) AS last \
-           FROM stations s WHERE cardinality($1::text[]) = 0 OR s.id_entity = ANY($1) \
+        "SELECT s.id_entity, s.timezone, p.first_time AS first, p.last_time AS last \
+           FROM stations s LEFT JOIN air_quality_spans p ON p.id_entity = s.id_entity \
+          WHERE cardinality($1::text[]) = 0 OR s.id_entity = ANY($1) \
           ORDER BY s.id_entity",
     )
     .bind(&query.stations)

@@ -77,6 +77,11 @@ async fn running_the_init_script_twice_neither_fails_nor_duplicates_rows() {
         6 * 6,
         "a latest reading per station and pollutant"
     );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM api.air_quality_spans").await,
+        6,
+        "a span per station"
+    );
 }
 
 async fn scalar(db: &integration_tests::TestDatabase, sql: &str) -> i64 {
@@ -209,7 +214,12 @@ async fn the_api_user_can_read_the_table_and_nothing_else() {
         .await
         .unwrap();
     assert_eq!(rows, csv_rows());
-    for table in ["stations", "air_quality_latest", "air_quality_data_version"] {
+    for table in [
+        "stations",
+        "air_quality_latest",
+        "air_quality_spans",
+        "air_quality_data_version",
+    ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT * FROM api.{table} LIMIT 1"
         )))

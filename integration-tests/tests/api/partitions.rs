@@ -133,3 +133,36 @@ async fn adding_partitions_later_moves_their_rows_out_of_the_default_partition()
     .await;
     assert_eq!(through_parent, ["1"]);
 }
+
+#[tokio::test]
+async fn each_stations_span_follows_inserts_and_deletes_without_reading_every_month() {
+    let server = PostgresServer::shared();
+    let db = server.create_database();
+    let span = "SELECT first_time::text || ' ' || last_time::text FROM api.air_quality_spans \
+                WHERE id_entity = 'aq_jaen'";
+    let before = strings(&db, span).await;
+    assert_eq!(
+        before,
+        strings(
+            &db,
+            "SELECT min(time_instant)::text || ' ' || max(time_instant)::text \
+               FROM api.air_quality_measurements WHERE id_entity = 'aq_jaen'"
+        )
+        .await
+    );
+    server.psql(
+        &db.name,
+        "INSERT INTO api.air_quality_measurements (time_instant, id_entity, no2) \
+         VALUES ('2016-09-30 23:00', 'aq_jaen', 1), ('2017-01-15 00:00', 'aq_jaen', 2)",
+    );
+    assert_eq!(
+        strings(&db, span).await,
+        ["2016-09-30 23:00:00 2017-01-15 00:00:00"]
+    );
+    server.psql(
+        &db.name,
+        "DELETE FROM api.air_quality_measurements \
+          WHERE id_entity = 'aq_jaen' AND time_instant IN ('2016-09-30 23:00', '2017-01-15 00:00')",
+    );
+    assert_eq!(strings(&db, span).await, before);
+}

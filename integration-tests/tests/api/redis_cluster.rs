@@ -53,6 +53,7 @@ on_node_and_cluster!(
     purges_by_url_prefix_and_surrogate_key_reach_every_replica,
     three_replicas_make_one_origin_request_for_300_concurrent_requests,
     a_row_inserted_with_psql_is_visible_through_every_replica_within_a_second,
+    redis_round_trips_per_miss_and_per_hit,
 );
 
 /// The stack on `redis`, plus a second api-cache sharing its keys.
@@ -269,6 +270,52 @@ async fn a_row_inserted_with_psql_is_visible_through_every_replica_within_a_seco
         });
         assert!(visible.await, "the new row did not appear within a second");
     }
+}
+
+/// Redis operations (round trips) so far, over every kind.
+async fn round_trips(cache: &TestCache) -> f64 {
+    cache
+        .metric("api_cache_redis_operation_duration_seconds_count", &[])
+        .await
+}
+
+/// What a miss, a hit from Redis and a hit from the local tier cost in Redis
+/// round trips (the capacity model in docs/scaling.md uses these).
+#[expect(
+    clippy::print_stdout,
+    reason = "prints the figures, as the tests it runs in"
+)]
+async fn redis_round_trips_per_miss_and_per_hit(redis: Redis) {
+    let (stack, other) = two_replicas(redis, &[], &[]).await;
+    // The format by parameter: no Vary, so no Vary index to read first (a
+    // URL that varies costs one more GET per hit from Redis).
+    let path = "/air_quality?limit=7&id_entity=aq_jaen&format=json";
+    let before = round_trips(&stack.cache).await;
+    assert_eq!(status(&stack.cache, path).await, "MISS");
+    // The write and the lock's release happen after the response.
+    let stored = eventually(Duration::from_secs(2), || async {
+        stack.cache.metric("api_cache_stored_total", &[]).await >= 1.0
+    });
+    assert!(stored.await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let miss = round_trips(&stack.cache).await - before;
+
+    let before = round_trips(&stack.cache).await;
+    assert_eq!(status(&stack.cache, path).await, "HIT");
+    let local_hit = round_trips(&stack.cache).await - before;
+
+    let before = round_trips(&other).await;
+    assert_eq!(status(&other, path).await, "HIT");
+    let redis_hit = round_trips(&other).await - before;
+    println!(
+        "{redis:?}: Redis round trips per miss {miss}, per hit from Redis {redis_hit}, per hit from the local tier {local_hit}"
+    );
+    assert_eq!(local_hit, 0.0, "a local hit asks Redis nothing");
+    assert_eq!(redis_hit, 1.0, "a hit from Redis is one GET");
+    assert!(
+        miss >= 4.0,
+        "a miss looks up, locks, stores and unlocks: {miss}"
+    );
 }
 
 /// Kills a master under load (its replica takes over after the node
