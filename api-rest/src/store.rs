@@ -342,9 +342,9 @@ impl Snapshot {
         &mut self.tx
     }
 
-    /// Ends the read-only transaction.
-    pub async fn finish(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    /// Ends the read-only transaction (see [`end_read_only`]).
+    pub async fn finish(self) {
+        end_read_only(self.tx).await;
     }
 
     /// Every station id, in order.
@@ -410,8 +410,17 @@ impl Snapshot {
                     yield row;
                 }
             }
-            tx.commit().await?;
+            end_read_only(tx).await;
         }
+    }
+}
+
+/// Ends a read-only transaction whose rows have all been read. Its COMMIT
+/// changes nothing, so when it fails (the server went away: a replica being
+/// stopped) the answer, complete by now, stands; the failure is logged.
+async fn end_read_only(tx: Transaction<'static, Postgres>) {
+    if let Err(error) = tx.commit().await {
+        tracing::warn!(%error, "a read-only transaction did not end cleanly after all its rows were read");
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod apps;
 pub mod executables;
+pub mod load;
 pub mod metrics;
 pub mod origin;
 pub mod postgres;

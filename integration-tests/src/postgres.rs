@@ -159,7 +159,8 @@ impl PostgresServer {
         replica
     }
 
-    /// Runs one SQL query as the admin with psql; returns its unaligned output.
+    /// Runs SQL as the admin with psql; returns its unaligned output (every
+    /// statement's result, one after the other).
     pub fn psql_value(&self, database: &str, sql: &str) -> String {
         let output = Command::new(self.bin.join("psql"))
             .args([
@@ -284,25 +285,7 @@ impl PostgresServer {
     /// Runs one SQL command as the admin with psql (synchronous, so it can run
     /// while a test's async runtime is busy).
     pub fn psql(&self, database: &str, sql: &str) {
-        let output = Command::new(self.bin.join("psql"))
-            .args([
-                "--no-psqlrc",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-q",
-                "-U",
-                "postgres",
-            ])
-            .arg("-h")
-            .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-d", database, "-c", sql])
-            .output()
-            .expect("cannot run psql");
-        assert!(
-            output.status.success(),
-            "psql failed on {sql}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        self.psql_value(database, sql);
     }
 
     /// Runs the init script on `database` with the test API user and returns it.

@@ -156,7 +156,7 @@ impl RedisCluster {
     /// masters serving all slots.
     pub fn wait_until_ok(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        loop {
             let ok = self.running().all(|node| {
                 self.ask(node.port, &["cluster", "info"])
                     .is_some_and(|info| info.contains("cluster_state:ok"))
@@ -164,7 +164,24 @@ impl RedisCluster {
             if ok && self.masters().len() == 3 {
                 return true;
             }
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the cluster has replaced the master on `dead`: a replica
+    /// promoted, every running node `cluster_state:ok`.
+    pub fn wait_until_failed_over(&self, dead: u16, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let masters = self.masters();
+            if !masters.contains(&dead) && masters.len() == 3 && self.wait_until_ok(Duration::ZERO)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         false
     }

@@ -231,7 +231,7 @@ pub fn stream(
                 yield bucket;
             }
         }
-        snapshot.finish().await?;
+        snapshot.finish().await;
     }
 }
 

@@ -16,7 +16,7 @@ mod init_script;
 mod observability;
 mod partitions;
 mod read_replica;
-mod redis_cluster;
 mod repository;
 mod resilience;
 mod rest;
+mod shared_store;

@@ -3,12 +3,10 @@
 //! replay is paused never yields an answer older than an announced change;
 //! a stopped replica costs no request.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use integration_tests::apps::{TestRest, cache_env_for, spawn_cache, spawn_rest, vars};
+use integration_tests::load::Load;
 use integration_tests::{PostgresServer, RedisServer, TestCache, TestDatabase, eventually};
 use serde_json::Value;
 
@@ -170,42 +168,23 @@ async fn an_insert_is_visible_within_a_second_even_with_the_replicas_replay_paus
 async fn with_the_replica_stopped_api_rest_reads_from_the_primary_and_fails_no_request() {
     let mut pg = Replicated::start();
     assert!(pg.caught_up().await);
-    let rest = Arc::new(pg.rest(&[]).await);
+    let rest = pg.rest(&[]).await;
     const TOTAL: usize = 600;
-    let sent = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (rest, sent, failed) = (rest.clone(), sent.clone(), failed.clone());
-            tokio::spawn(async move {
-                loop {
-                    let n = sent.fetch_add(1, Ordering::SeqCst);
-                    if n >= TOTAL {
-                        break;
-                    }
-                    let path = format!("/air_quality?limit={}", 1 + n % 50);
-                    let ok = match rest.client().get(rest.url(&path)).send().await {
-                        Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
-                        Err(_) => false,
-                    };
-                    if !ok {
-                        failed.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
-        })
-        .collect();
-    while sent.load(Ordering::SeqCst) < TOTAL / 3 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let load = Load::start(&rest, 4, TOTAL, |n| {
+        format!("/air_quality?limit={}", 1 + n % 50)
+    });
+    load.until_sent(TOTAL / 3).await;
     pg.replica.stop();
-    join_all(workers).await;
-    let failed = failed.load(Ordering::SeqCst);
+    let (failed, failures) = load.finish().await;
     let down = reads(&rest, "primary_replica_down").await;
     println!(
         "replica stopped under load: {TOTAL} requests, {failed} failed, {down} read from the primary"
     );
-    assert_eq!(failed, 0, "requests failed because the replica stopped");
+    assert_eq!(
+        failed, 0,
+        "{}: {failures:?}",
+        "requests failed because the replica stopped"
+    );
     assert!(down >= 1.0, "nothing was read from the primary");
     assert!(reads(&rest, "replica").await >= 1.0);
 }

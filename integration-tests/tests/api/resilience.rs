@@ -1,6 +1,7 @@
 //! api-cache under failure and change: grace and stale-if-error,
-//! stale-while-revalidate, Redis outages, stampedes across replicas, purges,
-//! and data changes reaching every replica at once.
+//! stale-while-revalidate, Redis outages, locks, the purge API. (What
+//! replicas share through Redis — stampedes, purges, data changes — is in
+//! `shared_store`, on one node and on a cluster.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ use futures_util::future::join_all;
 use integration_tests::apps::{
     Stack, cache_env, cache_env_for, spawn_cache, spawn_rest, unique_prefix, vars,
 };
+use integration_tests::load::Load;
 use integration_tests::origin::{Reply, TestOrigin};
 use integration_tests::{PostgresServer, RedisServer, TestCache, eventually};
 use serde_json::{Value, json};
@@ -177,52 +179,27 @@ async fn redis_killed_under_load_fails_no_request_and_caching_resumes() {
         ("REDIS_TIMEOUT_MS", "50"),
         ("CACHE_LOCAL_MAX_BYTES", "0"),
     ]));
-    let cache = Arc::new(spawn_cache(env).await);
+    let cache = spawn_cache(env).await;
 
     const TOTAL: usize = 3000;
-    let sent = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (cache, sent, failed) = (cache.clone(), sent.clone(), failed.clone());
-            tokio::spawn(async move {
-                loop {
-                    let n = sent.fetch_add(1, Ordering::SeqCst);
-                    if n >= TOTAL {
-                        break;
-                    }
-                    let ok = match cache
-                        .client()
-                        .get(cache.url(&format!("/air_quality?limit={}", 1 + n % 20)))
-                        .send()
-                        .await
-                    {
-                        Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
-                        Err(_) => false,
-                    };
-                    if !ok {
-                        failed.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
-        })
-        .collect();
     let started = Instant::now();
-    while sent.load(Ordering::SeqCst) < TOTAL / 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let load = Load::start(&cache, 8, TOTAL, |n| {
+        format!("/air_quality?limit={}", 1 + n % 20)
+    });
+    load.until_sent(TOTAL / 3).await;
     redis.stop();
-    while sent.load(Ordering::SeqCst) < 2 * TOTAL / 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    load.until_sent(2 * TOTAL / 3).await;
     redis.start_again();
-    join_all(workers).await;
-    let failed = failed.load(Ordering::SeqCst);
+    let (failed, failures) = load.finish().await;
     println!(
         "redis killed under load: {TOTAL} requests, {failed} failed, {:?}",
         started.elapsed()
     );
-    assert_eq!(failed, 0, "requests failed because of Redis");
+    assert_eq!(
+        failed, 0,
+        "{}: {failures:?}",
+        "requests failed because of Redis"
+    );
     let opened = cache
         .metric(
             "api_cache_redis_breaker_transitions_total",
@@ -239,10 +216,11 @@ async fn redis_killed_under_load_fails_no_request_and_caching_resumes() {
 
     // Hits come from Redis again: a key stored now is a hit for a replica that
     // never saw it (no local copy).
+    let probes = AtomicUsize::new(0);
     let resumed = eventually(Duration::from_secs(15), || async {
         let key = format!(
             "/air_quality?limit={}",
-            100 + sent.fetch_add(1, Ordering::SeqCst) % 1000
+            100 + probes.fetch_add(1, Ordering::SeqCst) % 1000
         );
         cache.get(&key).await.bytes().await.unwrap();
         let mut env = cache_env_for(redis.port(), &rest);
@@ -253,42 +231,6 @@ async fn redis_killed_under_load_fails_no_request_and_caching_resumes() {
     })
     .await;
     assert!(resumed, "hits did not resume after Redis came back");
-}
-
-#[tokio::test]
-async fn three_replicas_make_one_origin_request_for_300_concurrent_requests_on_a_cold_key() {
-    let origin = TestOrigin::start(|_| {
-        Reply::ok("x".repeat(2000))
-            .header("content-type", "text/plain")
-            .header("cache-control", "max-age=60")
-            .delayed(Duration::from_millis(300))
-    })
-    .await;
-    let prefix = unique_prefix();
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(
-            cache_for_origin(
-                &origin,
-                RedisServer::shared().port(),
-                &[("CACHE_KEY_PREFIX", &prefix)],
-            )
-            .await,
-        );
-    }
-    let requests = (0..300).map(|i| replicas[i % 3].get("/cold"));
-    let responses = join_all(requests).await;
-    let mut bodies = Vec::new();
-    for response in responses {
-        assert_eq!(response.status(), 200);
-        bodies.push(response.bytes().await.unwrap());
-    }
-    assert!(bodies.iter().all(|b| b.len() == 2000));
-    println!(
-        "300 concurrent requests over 3 replicas: {} origin request(s)",
-        origin.count("/cold")
-    );
-    assert_eq!(origin.count("/cold"), 1, "exactly one origin request");
 }
 
 #[tokio::test]
@@ -451,84 +393,6 @@ async fn the_purge_api_needs_its_token_and_is_off_without_one() {
 }
 
 #[tokio::test]
-async fn purges_by_url_prefix_and_surrogate_key_reach_every_replica() {
-    let stack = Stack::spawn(&[("CACHE_PURGE_TOKEN", "purge-secret")]).await;
-    let mut env = cache_env_for(RedisServer::shared().port(), &stack.rest);
-    env.extend(vars(&[
-        ("CACHE_KEY_PREFIX", stack.cache.key_prefix()),
-        ("CACHE_PURGE_TOKEN", "purge-secret"),
-    ]));
-    let other = spawn_cache(env).await;
-    other.wait_for_change_feed().await;
-    let paths = [
-        "/air_quality?id_entity=aq_jaen",
-        "/air_quality?id_entity=aq_salvia",
-        "/air_quality?limit=3",
-        "/",
-    ];
-    for cache in [&stack.cache, &other] {
-        for path in paths {
-            x_cache(cache, path).await;
-            assert_eq!(x_cache(cache, path).await, "HIT", "{path}");
-        }
-    }
-
-    // By surrogate key: the Jaén answer and the one holding every station.
-    // (Each replica is checked on a different URL: a miss refills Redis.)
-    let response = purge(
-        &stack.cache,
-        Some("purge-secret"),
-        json!({"surrogate_key": "aq_jaen"}),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap()["purged"], 2);
-    assert_eq!(x_cache(&stack.cache, "/air_quality?limit=3").await, "MISS");
-    let reached = eventually(Duration::from_secs(2), || async {
-        x_cache(&other, "/air_quality?id_entity=aq_jaen").await == "MISS"
-    })
-    .await;
-    assert!(
-        reached,
-        "the purge did not reach the other replica's local copy"
-    );
-    for cache in [&stack.cache, &other] {
-        assert_eq!(
-            x_cache(cache, "/air_quality?id_entity=aq_salvia").await,
-            "HIT"
-        );
-    }
-    // By URL, all its variants.
-    purge(
-        &stack.cache,
-        Some("purge-secret"),
-        json!({"url": "/air_quality?id_entity=aq_salvia"}),
-    )
-    .await;
-    assert!(
-        eventually(Duration::from_secs(2), || async {
-            x_cache(&other, "/air_quality?id_entity=aq_salvia").await == "MISS"
-        })
-        .await
-    );
-    // By path prefix: everything under /air_quality, not /.
-    for path in paths {
-        x_cache(&stack.cache, path).await;
-    }
-    let response = purge(
-        &stack.cache,
-        Some("purge-secret"),
-        json!({"prefix": "/air_quality"}),
-    )
-    .await;
-    assert_eq!(response.json::<Value>().await.unwrap()["purged"], 3);
-    for path in &paths[..3] {
-        assert_eq!(x_cache(&stack.cache, path).await, "MISS", "{path}");
-    }
-    assert_eq!(x_cache(&stack.cache, "/").await, "HIT");
-}
-
-#[tokio::test]
 async fn a_soft_purge_makes_entries_revalidate_yet_they_still_cover_an_origin_failure() {
     let mut stack = Stack::spawn(&[("CACHE_PURGE_TOKEN", "t")]).await;
     x_cache(&stack.cache, "/air_quality?limit=2").await;
@@ -560,45 +424,4 @@ async fn a_soft_purge_makes_entries_revalidate_yet_they_still_cover_an_origin_fa
         "a soft-purged entry still covers the origin's failure"
     );
     assert!(header(&response, "cache-status").ends_with("detail=stale-if-error"));
-}
-
-#[tokio::test]
-async fn a_row_inserted_with_psql_is_visible_through_every_replica_within_a_second() {
-    // Freshness of an hour: only the change feed can make the new row appear.
-    let stack = Stack::spawn_with(&[("RESPONSE_MAX_AGE_SECONDS", "3600")], &[]).await;
-    let mut env = cache_env_for(RedisServer::shared().port(), &stack.rest);
-    env.extend(vars(&[("CACHE_KEY_PREFIX", stack.cache.key_prefix())]));
-    let other = spawn_cache(env).await;
-    other.wait_for_change_feed().await;
-    stack.db.add_station("aq_psql").await;
-    let path = "/air_quality?from=2016-10-01&to=2016-10-01T01:00:00";
-    for cache in [&stack.cache, &other] {
-        x_cache(cache, path).await;
-        assert_eq!(x_cache(cache, path).await, "HIT");
-    }
-    let server = PostgresServer::shared();
-    let inserted = Instant::now();
-    let status = std::process::Command::new(server.bin_dir().join("psql"))
-        .args(["-q", "-U", "postgres", "-h"])
-        .arg(server.socket_dir())
-        .args(["-p", &server.port().to_string(), "-d", &stack.db.name, "-c"])
-        .arg("INSERT INTO api.air_quality_measurements (time_instant, id_entity, no2) VALUES ('2016-10-01 00:30:00', 'aq_psql', 12.5)")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    for (name, cache) in [("first", &stack.cache), ("second", &other)] {
-        let visible = eventually(Duration::from_secs(5), || async {
-            let rows: Vec<Value> = cache.get(path).await.json().await.unwrap();
-            rows.iter().any(|r| r["id_entity"] == "aq_psql")
-        })
-        .await;
-        assert!(
-            visible,
-            "the new row never appeared through the {name} replica"
-        );
-        println!(
-            "insert visible through the {name} replica after {} ms",
-            inserted.elapsed().as_millis()
-        );
-    }
 }

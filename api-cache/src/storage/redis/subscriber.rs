@@ -59,6 +59,29 @@ pub(super) fn follow(
     });
 }
 
+/// The connection `connecting` makes, within 5 s and before shutdown;
+/// `None` (logged) when it fails.
+async fn connect<T>(
+    connecting: impl Future<Output = redis::RedisResult<T>>,
+    stopped: &CancellationToken,
+) -> Option<T> {
+    let connection = tokio::select! {
+        () = stopped.cancelled() => return None,
+        connection = tokio::time::timeout(Duration::from_secs(5), connecting) => connection,
+    };
+    match connection {
+        Ok(Ok(connection)) => Some(connection),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "cannot connect for cache events");
+            None
+        }
+        Err(_elapsed) => {
+            tracing::debug!("connecting for cache events timed out");
+            None
+        }
+    }
+}
+
 /// Subscribes on one node and delivers until the subscription ends; `true`
 /// if it was subscribed for a while.
 async fn follow_node(
@@ -68,20 +91,8 @@ async fn follow_node(
     stopped: &CancellationToken,
 ) -> bool {
     let channels = keys.channels();
-    let connection = tokio::select! {
-        () = stopped.cancelled() => return false,
-        connection = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub()) => connection,
-    };
-    let mut pubsub = match connection {
-        Ok(Ok(pubsub)) => pubsub,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "cannot connect for cache events");
-            return false;
-        }
-        Err(_elapsed) => {
-            tracing::debug!("connecting for cache events timed out");
-            return false;
-        }
+    let Some(mut pubsub) = connect(client.get_async_pubsub(), stopped).await else {
+        return false;
     };
     if let Err(error) = pubsub.subscribe(&channels).await {
         tracing::debug!(%error, "cannot subscribe to cache events");
@@ -113,20 +124,8 @@ async fn follow_cluster(
     stopped: &CancellationToken,
 ) -> bool {
     let channels = keys.channels();
-    let connection = tokio::select! {
-        () = stopped.cancelled() => return false,
-        connection = tokio::time::timeout(Duration::from_secs(5), client.get_async_connection()) => connection,
-    };
-    let mut connection = match connection {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "cannot connect to the cluster for cache events");
-            return false;
-        }
-        Err(_elapsed) => {
-            tracing::debug!("connecting to the cluster for cache events timed out");
-            return false;
-        }
+    let Some(mut connection) = connect(client.get_async_connection(), stopped).await else {
+        return false;
     };
     // One by one: the channels are in different slots.
     for channel in &channels {
