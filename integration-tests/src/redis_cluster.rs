@@ -22,6 +22,8 @@ const NODE_TIMEOUT_MS: &str = "1000";
 pub struct RedisCluster {
     nodes: Vec<Node>,
     cli: PathBuf,
+    /// Every node's `requirepass` (and `masterauth`, for its replica).
+    password: Option<String>,
     _dir: TempDir,
 }
 
@@ -40,6 +42,16 @@ impl RedisCluster {
 
     /// A cluster of the calling test's own, stopped on drop.
     pub fn start() -> Self {
+        Self::create(None)
+    }
+
+    /// A cluster of the calling test's own whose nodes require AUTH with
+    /// `password`, as a managed cluster does.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::create(Some(password.to_owned()))
+    }
+
+    fn create(password: Option<String>) -> Self {
         let server = find_program("redis-server", &[])
             .expect("redis-server not found: install redis-server");
         let cli = find_program("redis-cli", &[]).expect("redis-cli not found: install redis-tools");
@@ -53,7 +65,7 @@ impl RedisCluster {
                 let node_dir = dir.path().join(format!("node-{i}"));
                 std::fs::create_dir_all(&node_dir).expect("node directory");
                 let log = node_dir.join("redis.log");
-                let args: Vec<String> = [
+                let mut args: Vec<String> = [
                     "--port",
                     &port.to_string(),
                     "--bind",
@@ -78,6 +90,11 @@ impl RedisCluster {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect();
+                if let Some(password) = &password {
+                    args.extend(
+                        ["--requirepass", password, "--masterauth", password].map(String::from),
+                    );
+                }
                 let process = Supervised::spawn(&Launch {
                     program: &server,
                     args,
@@ -102,7 +119,11 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let output = Command::new(&cli)
+        let mut create = Command::new(&cli);
+        if let Some(password) = &password {
+            create.env("REDISCLI_AUTH", password);
+        }
+        let output = create
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -117,6 +138,7 @@ impl RedisCluster {
         let cluster = Self {
             nodes,
             cli,
+            password,
             _dir: dir,
         };
         assert!(
@@ -137,7 +159,11 @@ impl RedisCluster {
 
     /// A node's reply to `redis-cli` with these arguments.
     fn ask(&self, port: u16, args: &[&str]) -> Option<String> {
-        let output = Command::new(&self.cli)
+        let mut command = Command::new(&self.cli);
+        if let Some(password) = &self.password {
+            command.env("REDISCLI_AUTH", password);
+        }
+        let output = command
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
             .output()

@@ -331,6 +331,56 @@ async fn redis_round_trips_per_miss_and_per_hit(redis: Redis) {
     );
 }
 
+/// A cluster whose nodes require AUTH (as managed ones do): the password
+/// reaches every node, the subscriber's too; a wrong one only bypasses.
+#[tokio::test]
+async fn a_cluster_that_requires_a_password_is_used_with_redis_password() {
+    let cluster = RedisCluster::start_with_password("cluster-s3cret");
+    let nodes = cluster.nodes_var();
+    let token = ("CACHE_PURGE_TOKEN", "purge-secret");
+    let stack = Stack::spawn(&[
+        ("REDIS_CLUSTER_NODES", &nodes),
+        ("REDIS_PASSWORD", "cluster-s3cret"),
+        token,
+    ])
+    .await;
+    let mut env = cache_env_for(RedisServer::shared().port(), &stack.rest);
+    env.extend(vars(&[
+        ("REDIS_CLUSTER_NODES", &nodes),
+        ("REDIS_PASSWORD", "cluster-s3cret"),
+        ("CACHE_KEY_PREFIX", stack.cache.key_prefix()),
+        token,
+    ]));
+    let other = spawn_cache(env).await;
+    other.wait_for_change_feed().await;
+    let path = "/air_quality?limit=4&format=json";
+    assert_eq!(status(&stack.cache, path).await, "MISS");
+    let shared = eventually(Duration::from_secs(2), || async {
+        status(&other, path).await == "HIT"
+    });
+    assert!(shared.await, "no hit from the cluster");
+    // A purge on one replica reaches the other's local copy: the sharded
+    // subscription authenticated too.
+    purge(&stack.cache, json!({"url": path})).await;
+    let reached = eventually(Duration::from_secs(2), || async {
+        status(&other, path).await == "MISS"
+    });
+    assert!(
+        reached.await,
+        "the purge event did not reach the other replica"
+    );
+
+    let mut env = cache_env_for(RedisServer::shared().port(), &stack.rest);
+    env.extend(vars(&[
+        ("REDIS_CLUSTER_NODES", &nodes),
+        ("REDIS_PASSWORD", "wrong"),
+    ]));
+    let wrong = spawn_cache(env).await;
+    let response = wrong.get(path).await;
+    assert_eq!(response.status(), 200, "a wrong password only bypasses");
+    assert_eq!(header(&response, "x-cache"), "BYPASS");
+}
+
 /// Kills a master under load (its replica takes over after the node
 /// timeout): no request fails, the breaker and the local tier carry the
 /// outage, and hits come from the cluster again once it has failed over.
