@@ -150,6 +150,27 @@ impl RedisStore {
         result
     }
 
+    /// Runs an operation other replicas wait on — releasing a fill lock,
+    /// telling them a fill is over or entries are gone — even while the
+    /// breaker is open: these run off the response path, and skipping one
+    /// leaves the others waiting for the lock's TTL (a shard failing over
+    /// opens the breaker while the lock's own shard is fine). Bounded by the
+    /// timeout and counted in the metrics; the breaker is left as it is.
+    async fn run_past_the_breaker<T>(
+        &self,
+        operation: &'static str,
+        future: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, future).await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_elapsed) => Err(StoreError::Timeout(self.timeout)),
+        };
+        self.metrics
+            .redis_operation(operation, started.elapsed(), result.is_ok(), None);
+        result
+    }
+
     async fn entry_names(&self, url: UrlKey) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection.clone();
         let mut names: Vec<String> = self
@@ -313,7 +334,7 @@ impl SharedStore for RedisStore {
             let script = redis::Script::new(UNLOCK);
             let mut invocation = script.key(self.keys.lock(flight));
             invocation.arg(token);
-            self.run("unlock", invocation.invoke_async::<i64>(&mut connection))
+            self.run_past_the_breaker("unlock", invocation.invoke_async::<i64>(&mut connection))
                 .await
                 .map(drop)
         })
@@ -363,7 +384,7 @@ impl SharedStore for RedisStore {
                 .arg(self.keys.channel_of(event))
                 .arg(self.keys.message(event))
                 .clone();
-            self.run("publish", publish.query_async::<i64>(&mut connection))
+            self.run_past_the_breaker("publish", publish.query_async::<i64>(&mut connection))
                 .await
                 .map(drop)
         })
