@@ -23,11 +23,7 @@ trap 'pg_down "$work"; bench_cleanup' EXIT
 pg_port="$(free_port)" rest_port="$(free_port)" rest_admin="$(free_port)" cache_port="$(free_port)"
 pg_up "$work" "$pg_port"
 pg_init "$work" "$pg_port" POSTGRES_API_PASSWORD=bench >"$work/init.log" 2>&1 || { cat "$work/init.log" >&2; exit 1; }
-env POSTGRES_HOST=127.0.0.1 POSTGRES_PORT="$pg_port" POSTGRES_API_PASSWORD=bench \
-  API_REST_PORT="$rest_port" API_REST_ADMIN_PORT="$rest_admin" BIND_ADDRESS=127.0.0.1 \
-  LOG_FORMAT=json RUST_LOG=warn target/release/api-rest >"$work/api-rest.log" 2>&1 &
-BENCH_PIDS+=($!)
-wait_http "http://127.0.0.1:$rest_admin/readyz"
+start_api_rest "$pg_port" "$rest_port" "$rest_admin" LOG_FORMAT=json
 start_api_cache "$cache_port" "$rest_port" BACKEND_ADMIN_PORT="$rest_admin" BACKEND_CHANGES_PATH=/changes
 
 # A hot URL (one station, one day: 24 rows, 3.5 KB) and, every `every`th

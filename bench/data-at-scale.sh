@@ -12,46 +12,25 @@
 # user without this API would run.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source bench/lib.sh
 stations="${1:-100}" days="${2:-4167}"
 
 ensure_servers
 cargo build --release --locked -q -p api-rest -p datagen
-work="$(mktemp -d /tmp/aq-bench.XXXXXX)"
-chmod 755 "$work"
-rest_pid=""
-cleanup() {
-  if [ -n "$rest_pid" ]; then kill "$rest_pid" 2>/dev/null || true; wait "$rest_pid" 2>/dev/null || true; fi
-  pg_down "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
+work="$BENCH_DIR"
+trap 'pg_down "$work"; bench_cleanup' EXIT
 
 pg_port="$(free_port)" rest_port="$(free_port)" admin_port="$(free_port)"
-pg_up "$work" "$pg_port"
-target/release/aq-datagen stations --stations "$stations" > "$work/stations.csv" 2>/dev/null
-target/release/aq-datagen --stations "$stations" --days "$days" > "$work/rows.csv" 2>/dev/null
-chmod 644 "$work"/*.csv
-rows=$(( $(wc -l < "$work/rows.csv") - 1 ))
-started=$(date +%s)
-pg_init "$work" "$pg_port" POSTGRES_API_PASSWORD=bench AIR_QUALITY_CSV="$work/rows.csv" \
-  AIR_QUALITY_STATIONS_CSV="$work/stations.csv" >"$work/init.log" 2>&1 \
-  || { cat "$work/init.log" >&2; exit 1; }
-echo "loaded $rows rows of $stations stations with postgres/init-script.sh in $(( $(date +%s) - started )) s"
-rm -f "$work/rows.csv"
+load_generated "$work" "$pg_port" "$stations" "$days"
+rows="$LOADED_ROWS"
+echo "loaded $rows rows of $stations stations with postgres/init-script.sh in $LOAD_SECONDS s"
 
-start_rest() {
-  env POSTGRES_HOST=127.0.0.1 POSTGRES_PORT="$pg_port" POSTGRES_API_PASSWORD=bench \
-    API_REST_PORT="$rest_port" API_REST_ADMIN_PORT="$admin_port" BIND_ADDRESS=127.0.0.1 \
-    RUST_LOG=warn target/release/api-rest >>"$work/api-rest.log" 2>&1 &
-  rest_pid=$!
-  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$admin_port/readyz" && return; sleep 0.1; done
-  echo "api-rest did not become ready" >&2; exit 1
-}
+start_rest() { start_api_rest "$pg_port" "$rest_port" "$admin_port"; }
 
 # cold: everything out of memory (PostgreSQL restarted, page cache dropped).
 make_cold() {
-  kill "$rest_pid"; wait "$rest_pid" 2>/dev/null || true
+  stop_api_rest
   as_postgres "$(pg_bin_dir)/pg_ctl" -D "$work/pgdata" -m fast -w restart >/dev/null
   sync
   if [ -w /proc/sys/vm/drop_caches ]; then echo 3 > /proc/sys/vm/drop_caches; fi

@@ -164,3 +164,45 @@ VCL
 peak_rss_mib() {
   awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"
 }
+
+# load_generated DIR PORT STATIONS DAYS: a throwaway PostgreSQL in DIR on PORT
+# (pg_up) loaded by postgres/init-script.sh with STATIONS generated stations
+# and DAYS of their hourly rows. Sets LOADED_ROWS and LOAD_SECONDS.
+load_generated() {
+  local dir="$1" port="$2" stations="$3" days="$4" started
+  pg_up "$dir" "$port"
+  target/release/aq-datagen stations --stations "$stations" > "$dir/stations.csv" 2>/dev/null
+  target/release/aq-datagen --stations "$stations" --days "$days" > "$dir/rows.csv" 2>/dev/null
+  chmod 644 "$dir"/*.csv
+  export LOADED_ROWS=$(( $(wc -l < "$dir/rows.csv") - 1 ))
+  started=$(date +%s)
+  pg_init "$dir" "$port" POSTGRES_API_PASSWORD=bench AIR_QUALITY_CSV="$dir/rows.csv" \
+    AIR_QUALITY_STATIONS_CSV="$dir/stations.csv" >"$dir/init.log" 2>&1 \
+    || { cat "$dir/init.log" >&2; return 1; }
+  export LOAD_SECONDS=$(( $(date +%s) - started ))
+  rm -f "$dir/rows.csv"
+}
+
+# start_api_rest PG_PORT PORT ADMIN_PORT [VAR=value ...]: the release api-rest
+# on that database (API password "bench"), returning once /readyz says 200.
+# Sets API_REST_PID; stop_api_rest stops it.
+start_api_rest() {
+  local pg_port="$1" port="$2" admin="$3" _
+  shift 3
+  env POSTGRES_HOST=127.0.0.1 POSTGRES_PORT="$pg_port" POSTGRES_API_PASSWORD=bench \
+    API_REST_PORT="$port" API_REST_ADMIN_PORT="$admin" BIND_ADDRESS=127.0.0.1 RUST_LOG=warn \
+    "$@" target/release/api-rest >>"$BENCH_DIR/api-rest.log" 2>&1 &
+  API_REST_PID=$!
+  BENCH_PIDS+=("$API_REST_PID")
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$admin/readyz" && return 0
+    sleep 0.1
+  done
+  echo "api-rest did not become ready" >&2
+  return 1
+}
+
+stop_api_rest() {
+  kill "$API_REST_PID" 2>/dev/null || true
+  wait "$API_REST_PID" 2>/dev/null || true
+}

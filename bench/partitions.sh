@@ -12,38 +12,20 @@
 # short requests; the full stream (every row as JSON) once, with its rows/s.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source bench/lib.sh
 stations="${1:-100}" days="${2:-4167}"
 
 ensure_servers
 cargo build --release --locked -q -p api-rest -p datagen
-work="$(mktemp -d /tmp/aq-bench.XXXXXX)"
-chmod 755 "$work"
-rest_pid=""
-stop_rest() {
-  if [ -n "$rest_pid" ]; then kill "$rest_pid" 2>/dev/null || true; wait "$rest_pid" 2>/dev/null || true; fi
-  rest_pid=""
-}
-cleanup() {
-  stop_rest
-  pg_down "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
+work="$BENCH_DIR"
+trap 'pg_down "$work"; bench_cleanup' EXIT
 
 pg_port="$(free_port)" rest_port="$(free_port)" admin_port="$(free_port)"
-pg_up "$work" "$pg_port"
 sql() { as_postgres "$(pg_bin_dir)/psql" -qAt -v ON_ERROR_STOP=1 -h "$work" -p "$pg_port" -U postgres -d postgres "$@"; }
-target/release/aq-datagen stations --stations "$stations" > "$work/stations.csv" 2>/dev/null
-target/release/aq-datagen --stations "$stations" --days "$days" > "$work/rows.csv" 2>/dev/null
-chmod 644 "$work"/*.csv
-rows=$(( $(wc -l < "$work/rows.csv") - 1 ))
-started=$(date +%s)
-pg_init "$work" "$pg_port" POSTGRES_API_PASSWORD=bench AIR_QUALITY_CSV="$work/rows.csv" \
-  AIR_QUALITY_STATIONS_CSV="$work/stations.csv" >"$work/init.log" 2>&1 \
-  || { cat "$work/init.log" >&2; exit 1; }
-echo "loaded $rows rows into monthly partitions with postgres/init-script.sh in $(( $(date +%s) - started )) s"
-rm -f "$work/rows.csv"
+load_generated "$work" "$pg_port" "$stations" "$days"
+rows="$LOADED_ROWS"
+echo "loaded $rows rows into monthly partitions with postgres/init-script.sh in $LOAD_SECONDS s"
 
 started=$(date +%s)
 sql <<'SQL'
@@ -81,12 +63,7 @@ sql -c "SELECT 'a BRIN on time_instant instead (flat): ' || pg_size_pretty(pg_re
 sql -c "DROP INDEX flat.flat_time_brin"
 
 start_rest() {
-  env POSTGRES_HOST=127.0.0.1 POSTGRES_PORT="$pg_port" POSTGRES_API_PASSWORD=bench POSTGRES_API_SCHEMA="$1" \
-    API_REST_PORT="$rest_port" API_REST_ADMIN_PORT="$admin_port" BIND_ADDRESS=127.0.0.1 \
-    POSTGRES_STATEMENT_TIMEOUT_SECONDS=600 RUST_LOG=warn target/release/api-rest >>"$work/api-rest.log" 2>&1 &
-  rest_pid=$!
-  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$admin_port/readyz" && return; sleep 0.1; done
-  echo "api-rest did not become ready" >&2; exit 1
+  start_api_rest "$pg_port" "$rest_port" "$admin_port" POSTGRES_API_SCHEMA="$1" POSTGRES_STATEMENT_TIMEOUT_SECONDS=600
 }
 seconds() { curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$rest_port$1"; }
 median_ms() {
@@ -106,7 +83,7 @@ for schema in flat api; do
   result[$schema,daily]=$(median_ms "/air_quality/aggregates?$year")
   result[$schema,stations]=$(median_ms "/stations")
   result[$schema,stream]=$(seconds "/air_quality")
-  stop_rest
+  stop_api_rest
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 echo

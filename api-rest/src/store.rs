@@ -125,23 +125,15 @@ impl Store {
     /// Builds the pools without connecting.
     pub fn connect_lazy(config: &Config) -> Result<Self, ConfigError> {
         let primary = connect_options(config, &config.postgres_host, config.postgres_port)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.postgres_pool_max_connections)
-            .min_connections(0)
-            .acquire_timeout(config.acquire_timeout())
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .test_before_acquire(true)
-            .connect_lazy_with(primary);
+        let pool = pool_options(config, config.acquire_timeout()).connect_lazy_with(primary);
         let replica = match config.read_replica() {
             None => None,
             Some((host, port)) => Some(Replica {
-                pool: PgPoolOptions::new()
-                    .max_connections(config.postgres_pool_max_connections)
-                    .min_connections(0)
-                    .acquire_timeout(REPLICA_ACQUIRE_TIMEOUT.min(config.acquire_timeout()))
-                    .idle_timeout(Some(Duration::from_secs(300)))
-                    .test_before_acquire(true)
-                    .connect_lazy_with(connect_options(config, host, port)?),
+                pool: pool_options(
+                    config,
+                    REPLICA_ACQUIRE_TIMEOUT.min(config.acquire_timeout()),
+                )
+                .connect_lazy_with(connect_options(config, host, port)?),
                 max_wait: config.read_max_wait(),
                 resting_until: Arc::new(Mutex::new(None)),
             }),
@@ -264,6 +256,17 @@ impl Replica {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + REPLICA_REST);
     }
+}
+
+/// A pool that connects lazily, checks each connection before use, and
+/// waits `acquire_timeout` for a free one.
+fn pool_options(config: &Config, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(config.postgres_pool_max_connections)
+        .min_connections(0)
+        .acquire_timeout(acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .test_before_acquire(true)
 }
 
 /// How api-rest logs in to `host:port`.

@@ -136,10 +136,7 @@ impl RedisStore {
             permit: Some(permit),
         };
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, future).await {
-            Ok(result) => result.map_err(StoreError::from),
-            Err(_elapsed) => Err(StoreError::Timeout(self.timeout)),
-        };
+        let result = self.bounded(future).await;
         guard.disarm();
         let transition = self.breaker.record(permit, result.is_ok(), Instant::now());
         self.metrics
@@ -162,13 +159,21 @@ impl RedisStore {
         future: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, future).await {
-            Ok(result) => result.map_err(StoreError::from),
-            Err(_elapsed) => Err(StoreError::Timeout(self.timeout)),
-        };
+        let result = self.bounded(future).await;
         self.metrics
             .redis_operation(operation, started.elapsed(), result.is_ok(), None);
         result
+    }
+
+    /// The operation's result within `REDIS_TIMEOUT_MS`.
+    async fn bounded<T>(
+        &self,
+        future: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, future).await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_elapsed) => Err(StoreError::Timeout(self.timeout)),
+        }
     }
 
     async fn entry_names(&self, url: UrlKey) -> Result<Vec<String>, StoreError> {
